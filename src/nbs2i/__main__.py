@@ -1,0 +1,3 @@
+from nbs2i.cli import main
+
+main()

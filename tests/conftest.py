@@ -1,0 +1,105 @@
+"""Shared fixtures: the real engine, and clean-up of everything tests create.
+
+Every container, image and volume a test creates carries TEST_LABELS, with a
+per-run session id so that two test runs on one engine never judge each
+other's leftovers. At the end the run fails if any labelled container of this
+session is still in the engine, and removes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from nbs2i.engine import Engine
+from nbs2i.errors import Nbs2iError
+
+SESSION_ID = uuid.uuid4().hex[:10]
+TEST_LABELS = {"nbs2i.test": "1", "nbs2i.test.session": SESSION_ID}
+SESSION_FILTER = f"nbs2i.test.session={SESSION_ID}"
+
+
+class Tracker:
+    """Remembers what a test created, and removes it (even after a failure)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._containers: list[str] = []
+        self._images: list[str] = []
+        self._volumes: list[str] = []
+
+    def container(self, cid: str) -> str:
+        self._containers.append(cid)
+        return cid
+
+    def image(self, ref: str) -> str:
+        self._images.append(ref)
+        return ref
+
+    def volume(self, name: str) -> str:
+        self._volumes.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for cid in reversed(self._containers):
+            self.engine.remove_container(cid)
+        for ref in reversed(self._images):
+            self.engine.remove_image(ref, force=True)
+        for name in reversed(self._volumes):
+            self.engine.remove_volume(name)
+        self._containers.clear()
+        self._images.clear()
+        self._volumes.clear()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    try:
+        eng = Engine.connect()
+    except Nbs2iError as exc:
+        pytest.fail(f"engine tests need a Docker engine: {exc}", pytrace=False)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def session_tracker(engine: Engine) -> Iterator[Tracker]:
+    tracker = Tracker(engine)
+    yield tracker
+    tracker.cleanup()
+
+
+@pytest.fixture
+def track(engine: Engine) -> Iterator[Tracker]:
+    tracker = Tracker(engine)
+    yield tracker
+    tracker.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests under tests/engine need the engine; mark them so `-m "not engine"`
+    # runs the unit tests alone on a machine without one.
+    for item in items:
+        if "tests/engine/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.engine)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        eng = Engine.connect()
+    except Nbs2iError:
+        return  # no engine: nothing can have been left in it
+    with eng:
+        left = eng.containers(labels=[SESSION_FILTER])
+        for c in left:
+            eng.remove_container(c["Id"])
+        for v in eng.volumes(labels=[SESSION_FILTER]):
+            eng.remove_volume(v["Name"])
+    if left:
+        names = ", ".join(c["Id"][:12] for c in left)
+        session.config.get_terminal_writer().line(
+            f"FAILED: {len(left)} test container(s) left in the engine: {names}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,52 @@
+"""The command line: version, help, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nbs2i import __version__
+
+
+def nbs2i(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbs2i", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_version() -> None:
+    result = nbs2i("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_help_lists_commands() -> None:
+    result = nbs2i("--help")
+    assert result.returncode == 0
+    assert "engine" in result.stdout
+
+
+def test_unreachable_engine_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    env = {**os.environ, "DOCKER_HOST": "tcp://127.0.0.1:1"}
+    env.pop("NBS2I_DEBUG", None)
+    result = nbs2i("engine", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nbs2i: error: no Docker engine answers at tcp://127.0.0.1:1")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = nbs2i("no-such-command")
+    assert result.returncode == 2
+    assert "No such command" in result.stderr
+    assert "Traceback" not in result.stderr

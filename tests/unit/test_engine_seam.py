@@ -1,0 +1,124 @@
+"""The engine seam's retry policy and error translation.
+
+A fault-injecting fake stands in for docker-py here: a real engine cannot be
+made to reset a connection or answer 503 on demand.
+"""
+
+from __future__ import annotations
+
+import docker.errors
+import pytest
+import requests
+import requests.exceptions
+
+from nbs2i import engine as eng
+from nbs2i.errors import EngineError, EngineUnavailable, NotFound
+
+
+def api_error(status: int, explanation: str = "boom") -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(explanation, response=response, explanation=explanation)
+
+
+class Flaky:
+    """Fails with the given exceptions in turn, then returns "ok"."""
+
+    def __init__(self, *failures: BaseException) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "ok"
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keep the policy (attempts, what is transient) but not the sleeping.
+    monkeypatch.setattr(eng, "wait_exponential", lambda **_: lambda _state: 0)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        requests.exceptions.ConnectionError("connection reset by peer"),
+        requests.exceptions.ReadTimeout("read timed out"),
+        api_error(503, "service unavailable"),
+        api_error(502, "bad gateway"),
+        api_error(500, "internal server error"),
+    ],
+)
+def test_transient_faults_are_retried_until_success(fault: BaseException) -> None:
+    fn = Flaky(fault, fault)
+    assert eng.call(fn) == "ok"
+    assert fn.calls == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (docker.errors.ImageNotFound("no such image: nope"), NotFound),
+        (docker.errors.NotFound("no such container"), NotFound),
+        (api_error(400, "invalid reference format"), EngineError),
+        (api_error(409, "conflict: name in use"), EngineError),
+        (api_error(500, "No such image: x"), EngineError),
+    ],
+)
+def test_user_errors_are_never_retried(fault: BaseException, expected: type) -> None:
+    fn = Flaky(fault, fault, fault)
+    with pytest.raises(expected):
+        eng.call(fn)
+    assert fn.calls == 1
+
+
+def test_retries_are_bounded_in_attempts() -> None:
+    fn = Flaky(*[requests.exceptions.ConnectionError("reset")] * 50)
+    with pytest.raises(EngineUnavailable) as info:
+        eng.call(fn, where="unix:///var/run/docker.sock")
+    assert fn.calls == eng.RETRY_ATTEMPTS
+    assert "unix:///var/run/docker.sock" in str(info.value)
+
+
+def test_retries_are_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(0, 10_000, 20))  # every look at the clock: 20 s later
+    monkeypatch.setattr("time.monotonic", lambda: next(clock))
+    fn = Flaky(*[api_error(503)] * 50)
+    with pytest.raises(EngineError):
+        eng.call(fn)
+    assert fn.calls < eng.RETRY_ATTEMPTS
+
+
+def test_server_error_message_is_one_line() -> None:
+    fn = Flaky(*[api_error(400, "bad\nrequest   here")] * 2)
+    with pytest.raises(EngineError) as info:
+        eng.call(fn)
+    assert "\n" not in str(info.value)
+    assert "bad request here" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [("1.41", "1.41"), ("1.24", "1.24"), ("1.99", eng.docker.constants.DEFAULT_DOCKER_API_VERSION)],
+)
+def test_version_negotiation_picks_the_newest_common_version(server: str, expected: str) -> None:
+    assert eng.negotiate_version(server, "1.12") == expected
+
+
+def test_version_negotiation_refuses_an_engine_too_old() -> None:
+    with pytest.raises(EngineUnavailable, match="upgrade the engine"):
+        eng.negotiate_version("1.12", "1.12")
+
+
+def test_no_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused.
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    with pytest.raises(EngineUnavailable) as info:
+        eng.Engine.connect()
+    message = str(info.value)
+    assert "tcp://127.0.0.1:1" in message  # where it looked
+    assert "ensure-engine" in message and "DOCKER_HOST" in message  # what to do
+    assert "\n" not in message
