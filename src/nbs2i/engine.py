@@ -97,6 +97,14 @@ def call(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
         raise translate(exc, where) from exc
 
 
+def call_once(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
+    """Run one engine request that must not be repeated; translate its errors."""
+    try:
+        return fn(*args, **kwargs)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise translate(exc, where) from exc
+
+
 def _default_where() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
@@ -304,9 +312,27 @@ class Engine:
             )
         )
 
+    def attach_stdout(self, container: str) -> Iterator[bytes]:
+        """stdout alone, raw bytes (a tar from save-artifacts); attach before start.
+
+        Logs would not do: the json-file log driver mangles bytes that are not UTF-8.
+        """
+        return self._guard(
+            self._call(
+                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=False
+            )
+        )
+
     def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None:
-        """Unpack a tar (bytes, or an iterable streamed chunk by chunk) at path."""
-        ok = self._call(self._api.put_archive, container, path, data)
+        """Unpack a tar (bytes, or an iterable streamed chunk by chunk) at path.
+
+        A stream cannot be replayed, so only a bytes payload is retried; a
+        failed stream surfaces at once and the caller rebuilds from scratch.
+        """
+        if isinstance(data, bytes | bytearray):
+            ok = self._call(self._api.put_archive, container, path, data)
+        else:
+            ok = call_once(self._api.put_archive, container, path, data, where=self.where)
         if not ok:
             raise EngineError(f"the engine did not accept the archive for {path}")
 

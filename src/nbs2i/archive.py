@@ -1,0 +1,540 @@
+"""Stream the source as a tar, generated on the fly from the files.
+
+The build hands `tar_stream()` straight to the engine's put_archive: tar headers
+are written here and file contents are read in blocks of `CHUNK` bytes as the
+engine consumes them. The whole repository is never in memory and never copied
+to disk, so peak memory does not grow with the size of the repository.
+
+What arrives in the container, whatever the files looked like on disk:
+
+- every entry is owned by the numeric `uid:gid` (no user or group names, so
+  nothing is looked up in the container's /etc/passwd);
+- group permission bits equal the user bits (0644 -> 0664, 0755 -> 0775), other
+  bits are kept, setuid/setgid/sticky bits are dropped: an arbitrary UID in
+  group 0 can then edit everything, as OpenShift's restricted SCC needs;
+- times are clamped to `epoch` (the commit time, SOURCE_DATE_EPOCH), so a
+  rebuild of the same commit gives the same layer;
+- symlinks stay symlinks when they resolve inside the source; one that points
+  outside (absolute, or through `..`) is refused: it would be dangling, or worse,
+  read something of the build machine or the image that the author did not mean;
+- hard links become regular files (each name gets its own copy);
+- fifos, sockets and device files are skipped: Git cannot hold them and they
+  are never notebook content.
+
+Selection (`source_files()`): `excludes` are Python regexes searched in the
+path relative to the root (upstream s2i's `--exclude`, default `.git`); a
+matching directory is not entered. Then `.s2iignore` in the root, as upstream
+reads it: one glob a line (`*`, `?`, `[...]`, never crossing `/`), relative to
+the root, `#` comments and blank lines ignored; a pattern that matches a
+directory leaves out everything under it. On top of upstream, `!pattern`
+brings back what an earlier pattern left out (the last matching line wins).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import tarfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from nbs2i.errors import SourceError, UsageError
+
+DEFAULT_EXCLUDE = r"(^|/)\.git(/|$)"
+IGNORE_FILE = ".s2iignore"
+# Bytes read from a file at a time, and the size the stream's chunks grow to
+# before they are handed on. Peak memory is a small multiple of this.
+CHUNK = 1024 * 1024
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+
+
+@dataclass(frozen=True)
+class TarFile:
+    """An extra file to put into a stream (scripts, injected files, env files).
+
+    Give `data` (in memory) or `path` (read as the stream goes; a directory is
+    added with everything under it). `name` is the entry's path in the archive.
+    `mode` is the entry's permission (for a directory `path`, its files keep their
+    own). Group bits become the user bits as for every entry.
+    """
+
+    name: str
+    data: bytes | None = None
+    path: Path | None = None
+    mode: int = 0o644
+
+
+# -- selection ---------------------------------------------------------------
+
+
+def compile_excludes(excludes: Sequence[str]) -> list[re.Pattern[str]]:
+    """The exclude regexes, compiled; "" excludes nothing (as upstream)."""
+    compiled = []
+    for pattern in excludes:
+        if not pattern:
+            continue
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise UsageError(
+                f"--exclude {pattern!r} is not a valid regular expression ({exc})",
+                "give a Python regular expression, e.g. '(^|/)(\\.git|data)(/|$)'",
+            ) from None
+    return compiled
+
+
+def glob_regex(glob: str) -> re.Pattern[str]:
+    """One path segment of a glob as a regex, with Go's filepath.Match syntax:
+    `*`, `?`, `[a-z]`, `[^a-z]` (or `[!a-z]`), and `\\` escaping the next character."""
+    out: list[str] = []
+    i, n = 0, len(glob)
+    while i < n:
+        c = glob[i]
+        if c == "\\" and i + 1 < n:
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+            continue
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and (end := glob.find("]", i + 2)) != -1:
+            out.append(_glob_class(glob[i + 1 : end]))
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _glob_class(body: str) -> str:
+    negate = body[:1] in ("!", "^")
+    if negate:
+        body = body[1:]
+    chars: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            chars.append("\\" + body[i + 1])
+            i += 2
+            continue
+        chars.append("\\" + c if c in "^[]\\" else c)
+        i += 1
+    return "[" + ("^" if negate else "") + "".join(chars) + "]"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    parts: tuple[re.Pattern[str], ...]
+    negate: bool
+
+    def matches(self, parts: tuple[str, ...]) -> bool:
+        """True if the glob matches the path or one of its parent directories."""
+        n = len(self.parts)
+        return len(parts) >= n and all(
+            glob.match(name) for name, glob in zip(parts[:n], self.parts, strict=True)
+        )
+
+    def may_match_below(self, parts: tuple[str, ...]) -> bool:
+        """True if the glob could match something inside the directory `parts`."""
+        k = len(parts)
+        return len(self.parts) > k and all(
+            glob.match(name) for name, glob in zip(parts, self.parts[:k], strict=True)
+        )
+
+
+class _Ignore:
+    """The rules of a `.s2iignore`."""
+
+    def __init__(self, rules: Sequence[_Rule]) -> None:
+        self.rules = tuple(rules)
+
+    @classmethod
+    def read(cls, root: Path) -> _Ignore:
+        path = root / IGNORE_FILE
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except FileNotFoundError:
+            return cls(())
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read {IGNORE_FILE}: {exc.strerror}", f"make {path} readable"
+            ) from None
+        return cls([rule for line in text.splitlines() if (rule := _parse_rule(line))])
+
+    def ignored(self, parts: tuple[str, ...]) -> bool:
+        result = False
+        for rule in self.rules:
+            if rule.matches(parts):
+                result = not rule.negate
+        return result
+
+    def may_include_below(self, parts: tuple[str, ...]) -> bool:
+        return any(rule.negate and rule.may_match_below(parts) for rule in self.rules)
+
+
+def _parse_rule(line: str) -> _Rule | None:
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    negate = text.startswith("!")
+    text = text.removeprefix("!").strip().strip("/")
+    parts = tuple(p for p in PurePosixPath(text).parts if p not in (".", ""))
+    if not parts:
+        return None
+    return _Rule(tuple(glob_regex(p) for p in parts), negate)
+
+
+def _scan(root: Path, parts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(name, kind) of a directory's entries, sorted by name; kind is dir/file/link."""
+    path = root.joinpath(*parts)
+    try:
+        with os.scandir(path) as it:
+            found = []
+            for entry in it:
+                if entry.is_symlink():
+                    found.append((entry.name, "link"))
+                elif entry.is_dir(follow_symlinks=False):
+                    found.append((entry.name, "dir"))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((entry.name, "file"))
+                # fifos, sockets, devices: skipped (see module docstring)
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read directory {'/'.join(parts) or '.'} of the source: {exc.strerror}",
+            "make it readable, or leave it out with --exclude or .s2iignore",
+        ) from None
+    return sorted(found)
+
+
+def _walk(root: Path, excludes: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(relative POSIX path, kind) of every selected entry, parents before children."""
+    regexes = compile_excludes(excludes)
+    ignore = _Ignore.read(root)
+    stack: list[tuple[tuple[str, ...], Iterator[tuple[str, str]]]] = [((), iter(_scan(root, ())))]
+    # Ignored directories entered because a `!` rule may bring back something
+    # inside; they are emitted only when something inside is.
+    pending: list[str] = []
+    while stack:
+        parts, entries = stack[-1]
+        nxt = next(entries, None)
+        if nxt is None:
+            stack.pop()
+            if pending and pending[-1] == "/".join(parts):
+                pending.pop()
+            continue
+        name, kind = nxt
+        child = (*parts, name)
+        rel = "/".join(child)
+        if any(rx.search(rel) for rx in regexes):
+            continue
+        ignored = ignore.ignored(child)
+        if ignored and not (kind == "dir" and ignore.may_include_below(child)):
+            continue
+        if ignored:
+            pending.append(rel)
+        else:
+            for parent in pending:
+                yield parent, "dir"
+            pending.clear()
+            yield rel, kind
+        if kind == "dir":
+            stack.append((child, iter(_scan(root, child))))
+
+
+def source_files(root: Path, excludes: Sequence[str] = (DEFAULT_EXCLUDE,)) -> Iterator[Path]:
+    """Relative paths of the entries that go into the archive (dirs, files, symlinks).
+
+    Sorted by name, a directory before its contents; `excludes` and `.s2iignore`
+    applied. The root itself is not included.
+    """
+    for rel, _kind in _walk(Path(root), excludes):
+        yield Path(rel)
+
+
+# -- checks ------------------------------------------------------------------
+
+
+def link_target_inside(root: Path, rel: str, target: str) -> bool:
+    """True if a symlink at `rel` with `target` resolves inside root, both as
+    written (so it works wherever the tree is unpacked) and on disk (so no link
+    in the chain leaves the tree)."""
+    if os.path.isabs(target):
+        return False
+    lexical = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    if lexical == ".." or lexical.startswith("../"):
+        return False
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, os.path.dirname(rel), target))
+    return real == real_root or real.startswith(real_root.rstrip("/") + "/")
+
+
+def _outside_error(rel: str, target: str) -> SourceError:
+    return SourceError(
+        f"symlink {rel} points outside the source (-> {target})",
+        "remove it or replace it with the file",
+    )
+
+
+def check_source(root: Path, excludes: Sequence[str] = (DEFAULT_EXCLUDE,)) -> None:
+    """Raise what `tar_stream` would raise about the tree, before anything is sent.
+
+    Cheap (one walk, no file is read): lets a build refuse a bad source before it
+    creates a container.
+    """
+    root = Path(root)
+    for rel, kind in _walk(root, excludes):
+        if kind == "link":
+            target = _readlink(root, rel)
+            if not link_target_inside(root, rel, target):
+                raise _outside_error(rel, target)
+
+
+def _readlink(root: Path, rel: str) -> str:
+    try:
+        return os.readlink(root / rel)
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read symlink {rel}: {exc.strerror}", "check the source is not being changed"
+        ) from None
+
+
+# -- the tar -----------------------------------------------------------------
+
+
+def tar_mode(mode: int) -> int:
+    """Permission bits for the archive: group = user, other kept, no setuid/setgid/sticky."""
+    user = mode & 0o700
+    return user | (user >> 3) | (mode & 0o007)
+
+
+class _Chunks:
+    """Collects small pieces (headers, small files) into chunks of about CHUNK bytes."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self.total = 0
+
+    def add(self, data: bytes) -> Iterator[bytes]:
+        self._parts.append(data)
+        self._size += len(data)
+        self.total += len(data)
+        if self._size >= CHUNK:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[bytes]:
+        if self._parts:
+            data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            self._parts, self._size = [], 0
+            yield data
+
+
+class _Writer:
+    """Writes tar members into a `_Chunks`: headers via tarfile, contents streamed."""
+
+    def __init__(self, uid: int, gid: int, epoch: int | None) -> None:
+        self.uid, self.gid, self.epoch = uid, gid, epoch
+        self.out = _Chunks()
+        self.dirs: set[str] = set()
+
+    def _mtime(self, mtime: float | None) -> int:
+        if mtime is None:
+            return self.epoch if self.epoch is not None else int(time.time())
+        seconds = max(0, int(mtime))
+        return min(seconds, self.epoch) if self.epoch is not None else seconds
+
+    def header(
+        self,
+        name: str,
+        kind: bytes,
+        mode: int,
+        mtime: float | None,
+        *,
+        size: int = 0,
+        link: str = "",
+    ) -> Iterator[bytes]:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = tar_mode(mode)
+        info.uid, info.gid = self.uid, self.gid
+        info.uname = info.gname = ""
+        info.mtime = self._mtime(mtime)
+        info.size = size
+        info.linkname = link
+        if kind == tarfile.DIRTYPE:
+            self.dirs.add(name)
+        yield from self.out.add(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def parents(self, name: str) -> Iterator[bytes]:
+        """Directory entries for the parents of `name` not written yet."""
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            if parent not in self.dirs:
+                yield from self.header(parent, tarfile.DIRTYPE, 0o755, None)
+
+    def contents(self, fd: int, size: int, shown: str) -> Iterator[bytes]:
+        """A file's data, read in CHUNK blocks from an open descriptor."""
+        left = size
+        while left > 0:
+            block = os.read(fd, min(CHUNK, left))
+            if not block:
+                raise SourceError(
+                    f"file {shown} got shorter while it was read",
+                    "build again when nothing is writing to the source",
+                )
+            left -= len(block)
+            if len(block) >= CHUNK:
+                yield from self.out.flush()
+                self.out.total += len(block)
+                yield block
+            else:
+                yield from self.out.add(block)
+        if size % _BLOCK:
+            yield from self.out.add(b"\0" * (_BLOCK - size % _BLOCK))
+
+    def file(self, name: str, path: Path, shown: str, mode: int | None = None) -> Iterator[bytes]:
+        """A regular file, opened without following a symlink swapped in since the walk,
+        with its own permission bits unless `mode` is given."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SourceError(
+                    f"file {shown} became a symlink while it was read",
+                    "build again when nothing is writing to the source",
+                ) from None
+            raise SourceError(
+                f"cannot read {shown}: {exc.strerror}",
+                "make it readable, or leave it out with --exclude or .s2iignore",
+            ) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return
+            yield from self.header(
+                name,
+                tarfile.REGTYPE,
+                st.st_mode if mode is None else mode,
+                st.st_mtime,
+                size=st.st_size,
+            )
+            yield from self.contents(fd, st.st_size, shown)
+        finally:
+            os.close(fd)
+
+    def tree(
+        self, root: Path, prefix: str, excludes: Sequence[str], shown_root: str = ""
+    ) -> Iterator[bytes]:
+        """`prefix` (unless "") and every selected entry of root under it."""
+        if prefix:
+            yield from self.parents(prefix)
+            st = _lstat(root, "")
+            yield from self.header(prefix, tarfile.DIRTYPE, st.st_mode, st.st_mtime)
+        for rel, _kind in _walk(root, excludes):
+            name = f"{prefix}/{rel}" if prefix else rel
+            shown = f"{shown_root}/{rel}" if shown_root else rel
+            st = _lstat(root, rel)
+            if stat.S_ISDIR(st.st_mode):
+                yield from self.header(name, tarfile.DIRTYPE, st.st_mode, st.st_mtime)
+            elif stat.S_ISLNK(st.st_mode):
+                target = _readlink(root, rel)
+                if not link_target_inside(root, rel, target):
+                    raise _outside_error(shown, target)
+                yield from self.header(name, tarfile.SYMTYPE, 0o777, st.st_mtime, link=target)
+            elif stat.S_ISREG(st.st_mode):
+                yield from self.file(name, root / rel, shown)
+            # anything else appeared since the walk: skipped like at walk time
+
+    def extra(self, item: TarFile) -> Iterator[bytes]:
+        name = _clean_name(item.name)
+        if (item.data is None) == (item.path is None):
+            raise ValueError(f"TarFile {item.name}: give exactly one of data or path")
+        yield from self.parents(name)
+        if item.data is not None:
+            yield from self.header(name, tarfile.REGTYPE, item.mode, None, size=len(item.data))
+            yield from self.out.add(item.data)
+            if len(item.data) % _BLOCK:
+                yield from self.out.add(b"\0" * (_BLOCK - len(item.data) % _BLOCK))
+            return
+        path = Path(item.path)  # type: ignore[arg-type]
+        if path.is_dir():
+            yield from self.tree(path, name, (), shown_root=str(path))
+            return
+        # The caller named this file: follow a symlink to it (O_NOFOLLOW is for the walk).
+        yield from self.file(name, path.resolve(), str(path), item.mode)
+
+    def end(self) -> Iterator[bytes]:
+        """Two zero blocks, then zeros up to a whole record, as tar writes."""
+        yield from self.out.add(b"\0" * (2 * _BLOCK))
+        if self.out.total % _RECORD:
+            yield from self.out.add(b"\0" * (_RECORD - self.out.total % _RECORD))
+        yield from self.out.flush()
+
+
+def _lstat(root: Path, rel: str) -> os.stat_result:
+    try:
+        return os.lstat(root / rel if rel else root)
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read {rel or root} of the source: {exc.strerror}",
+            "build again when nothing is changing the source",
+        ) from None
+
+
+def _clean_name(name: str) -> str:
+    path = PurePosixPath(name.lstrip("/"))
+    if ".." in path.parts or not path.parts:
+        raise ValueError(f"archive entry name {name!r} must be a relative path without '..'")
+    return "/".join(p for p in path.parts if p != ".")
+
+
+def tar_stream(
+    root: Path,
+    *,
+    uid: int,
+    gid: int = 0,
+    epoch: int | None,
+    prefix: str = "src",
+    excludes: Sequence[str] = (DEFAULT_EXCLUDE,),
+    extra: Sequence[TarFile] = (),
+) -> Iterator[bytes]:
+    """The source under root as a tar (PAX format), in chunks, generated as it is consumed.
+
+    Entries: `<prefix>` itself, then `<prefix>/<rel>` for every selected entry
+    (see `source_files`), then `extra`. Raises SourceError (while streaming) for
+    a symlink that points outside root or a file that cannot be read.
+    """
+    writer = _Writer(uid, gid, epoch)
+    yield from writer.tree(Path(root), _clean_name(prefix) if prefix else "", excludes)
+    for item in extra:
+        yield from writer.extra(item)
+    yield from writer.end()
+
+
+def files_tar(
+    files: Sequence[TarFile] = (),
+    *,
+    uid: int,
+    gid: int = 0,
+    epoch: int | None = None,
+    dirs: Sequence[str] = (),
+) -> Iterator[bytes]:
+    """A tar of only the given entries (no tree walked): empty directories `dirs`
+    (mode 0775), then `files`; owners, modes and times as in `tar_stream`."""
+    writer = _Writer(uid, gid, epoch)
+    for name in dirs:
+        clean = _clean_name(name)
+        yield from writer.parents(clean)
+        yield from writer.header(clean, tarfile.DIRTYPE, 0o755, None)
+    for item in files:
+        yield from writer.extra(item)
+    yield from writer.end()
