@@ -6,6 +6,8 @@ made to reset a connection or answer 503 on demand.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import docker.errors
 import pytest
 import requests
@@ -122,3 +124,45 @@ def test_no_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "tcp://127.0.0.1:1" in message  # where it looked
     assert "ensure-engine" in message and "DOCKER_HOST" in message  # what to do
     assert "\n" not in message
+
+
+class FlakyApi:
+    """docker-py's low-level client, reduced to a put_archive that resets once.
+
+    Like the real one it reads the whole payload before the fault strikes, so
+    a generator handed to it is spent by the time the error surfaces.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> bool:
+        body = bytes(data) if isinstance(data, bytes | bytearray) else b"".join(data)
+        self.received.append(body)
+        if len(self.received) == 1:
+            raise requests.exceptions.ConnectionError("connection reset by peer")
+        return True
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.api = FlakyApi()
+
+
+def test_bytes_archive_is_retried_after_a_reset() -> None:
+    client = FakeClient()
+    engine = eng.Engine(client, "unix:///fake.sock")  # type: ignore[arg-type]
+    engine.put_archive("c1", "/tmp", b"tar bytes")
+    # The retry sent the same full payload again.
+    assert client.api.received == [b"tar bytes", b"tar bytes"]
+
+
+def test_streamed_archive_is_sent_once_and_not_replayed() -> None:
+    client = FakeClient()
+    engine = eng.Engine(client, "unix:///fake.sock")  # type: ignore[arg-type]
+    chunks = (part for part in (b"tar ", b"chunks"))
+    with pytest.raises(EngineUnavailable) as info:
+        engine.put_archive("c1", "/tmp", chunks)
+    # One attempt only: a retry would have sent an exhausted, empty stream.
+    assert client.api.received == [b"tar chunks"]
+    assert "unix:///fake.sock" in str(info.value)
