@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,66 @@ def track(engine: Engine) -> Iterator[Tracker]:
     tracker = Tracker(engine)
     yield tracker
     tracker.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tiny_builder(engine: Engine, session_tracker: Tracker) -> str:
+    """A tiny S2I builder (debian:bookworm-slim + sh scripts) for fast build-flow tests;
+    see tests/tiny_builder.py. Removed at the end of the session."""
+    from tests.tiny_builder import build_tiny_builder
+
+    tag = session_tracker.image(f"nbs2i-test/tiny-builder:{SESSION_ID}")
+    return build_tiny_builder(engine, tag, TEST_LABELS)
+
+
+@pytest.fixture(scope="session")
+def builder_image(engine: Engine, session_tracker: Tracker) -> str:
+    """The builder image built from the current s2i/ through nbs2i.builder,
+    tagged nbs2i-test/builder:<SESSION_ID> and untagged at the end.
+    NBS2I_TEST_BUILDER=<image> reuses an existing image instead (fast iteration)."""
+    import os
+
+    from nbs2i import builder
+
+    reuse = os.environ.get("NBS2I_TEST_BUILDER", "")
+    if reuse:
+        if not engine.image_exists(reuse):
+            pytest.fail(f"NBS2I_TEST_BUILDER={reuse} is not in the engine", pytrace=False)
+        return reuse
+    tag = f"nbs2i-test/builder:{SESSION_ID}"
+    request = builder.BuilderRequest(tags=(tag,), ca_bundle=builder.default_ca_bundle())
+    try:
+        builder.build_builder(engine, request)
+    except Nbs2iError as exc:
+        pytest.fail(f"the builder image did not build: {exc}\n{exc.details}", pytrace=False)
+    return session_tracker.image(tag)
+
+
+@pytest.fixture(scope="session")
+def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -> Any:
+    """sample-notebooks/ built once with `builder_image` (nbs2i.build.BuildResult:
+    .tag, .image_id, .deps_image); tagged nbs2i-test/sample:<SESSION_ID>, removed at
+    the end with its dependency layer."""
+    from pathlib import Path
+
+    from nbs2i.build import BuildRequest, build, default_ca_bundle
+
+    samples = Path(__file__).resolve().parents[1] / "sample-notebooks"
+    tag = session_tracker.image(f"nbs2i-test/sample:{SESSION_ID}")
+    request = BuildRequest(
+        source=str(samples),
+        tag=tag,
+        builder=builder_image,
+        ca_bundle=default_ca_bundle(),
+        container_labels=tuple(TEST_LABELS.items()),
+    )
+    try:
+        result = build(engine, request)
+    except Nbs2iError as exc:
+        pytest.fail(f"sample-notebooks did not build: {exc}\n{exc.details}", pytrace=False)
+    if result.deps_image:
+        session_tracker.image(result.deps_image)
+    return result
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

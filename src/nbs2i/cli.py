@@ -7,10 +7,13 @@ without a traceback unless NBS2I_DEBUG is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,6 +63,408 @@ def engine_cmd() -> None:
         click.echo(f"engine:  {engine.where}")
         click.echo(f"server:  Docker {server.get('Version')} (API {server.get('ApiVersion')})")
         click.echo(f"client:  API {engine.api_version} (negotiated)")
+
+
+def _pairs(values: tuple[str, ...], option: str) -> tuple[tuple[str, str], ...]:
+    """K=V options as pairs; a value without '=' is a usage error."""
+    pairs = []
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not K=V", param_hint=option)
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+def _uid(value: str) -> int | None:
+    if value == "random":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        message = f"{value!r} is not 'random' or a number"
+        raise click.BadParameter(message, param_hint="--uid") from None
+
+
+def _password() -> str:
+    from_env = os.environ.get("NBS2I_PASSWORD")
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise click.UsageError("--password asks on a terminal; without one, set NBS2I_PASSWORD")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@cli.command("run")
+@click.argument("image")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8888,
+    show_default=True,
+    help="Host port, published on 127.0.0.1 only (0: any free port).",
+)
+@click.option(
+    "--uid",
+    "uid_text",
+    default="random",
+    show_default=True,
+    metavar="random|N",
+    help="UID to run as (GID is always 0); random picks one in 1000000000-1000999999 "
+    "as OpenShift does.",
+)
+@click.option(
+    "--password",
+    "ask_password",
+    is_flag=True,
+    help="Log in with a password (asked twice, or $NBS2I_PASSWORD) instead of a token.",
+)
+@click.option("--token", default=None, help="Use this token instead of a generated one.")
+@click.option(
+    "--volume",
+    default=None,
+    metavar="NAME|DIR",
+    help="Workspace mounted on /home/jovyan: a named volume (created if absent) or a "
+    "directory (writable by GID 0). Edits survive restarts and newer images.",
+)
+@click.option(
+    "--read-only/--no-read-only",
+    default=True,
+    show_default=True,
+    help="Read-only root filesystem with a tmpfs on /tmp.",
+)
+@click.option("--detach", "-d", is_flag=True, help="Return once the server answers.")
+@click.option("--name", default=None, help="Container name (default: nbs2i-run-XXXXXXXX).")
+@click.option("--env", "-e", multiple=True, metavar="K=V", help="Set a variable; repeatable.")
+@click.option(
+    "--label",
+    "label",
+    multiple=True,
+    metavar="K=V",
+    help="Extra label on the container and on a volume it creates; repeatable.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the server to answer.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Do not stream the server log.")
+def run_cmd(
+    image: str,
+    port: int,
+    uid_text: str,
+    ask_password: bool,
+    token: str | None,
+    volume: str | None,
+    read_only: bool,
+    detach: bool,
+    name: str | None,
+    env: tuple[str, ...],
+    label: tuple[str, ...],
+    timeout: float,
+    quiet: bool,
+) -> None:
+    """Start IMAGE as a restricted cluster would and print its URL.
+
+    Random UID with GID 0, read-only root, no capabilities, no-new-privileges,
+    the port on 127.0.0.1 only. Ctrl-C stops and removes the server.
+    """
+    from nbs2i import run
+
+    request = run.RunRequest(
+        image=image,
+        port=port,
+        uid=_uid(uid_text),
+        token=token,
+        password=_password() if ask_password else None,
+        volume=volume,
+        read_only=read_only,
+        name=name,
+        env=_pairs(env, "--env"),
+        labels=_pairs(label, "--label"),
+        timeout=timeout,
+    )
+    report = human_reporter(quiet)
+    with connect() as engine:
+        server = run.start(engine, request, report)
+        where = "no volume: edits are lost when it stops (keep them with --volume NAME)"
+        if server.workspace is not None:
+            where = f"{server.workspace.kind} {server.workspace.source} on {run.HOME}"
+        click.echo(
+            f"==> ready in {server.ready_seconds:.1f} s as UID {server.uid}, GID 0; "
+            f"workspace: {where}",
+            err=True,
+        )
+        if server.token is None:
+            click.echo("==> a password is set: log in with it", err=True)
+        click.echo(server.url)
+        if detach:
+            click.echo(f"stop it with: nbs2i stop {server.name}")
+            return
+        click.echo("==> streaming the server log; Ctrl-C stops and removes it", err=True)
+        with _interrupt_on_sigterm():
+            try:
+                code = run.follow(engine, server, report)
+            except KeyboardInterrupt:
+                click.echo(f"==> stopped and removed {server.name}", err=True)
+                return
+        if code != 0:
+            raise click.exceptions.Exit(code)
+
+
+@cli.command("stop")
+@click.argument("names", nargs=-1, required=True)
+def stop_cmd(names: tuple[str, ...]) -> None:
+    """Stop and remove servers that `nbs2i run` started (named volumes are kept)."""
+    from nbs2i import run
+
+    with connect() as engine:
+        for name in names:
+            stopped = run.stop(engine, name)
+            kept = f"; workspace volume {stopped.workspace} kept" if stopped.workspace else ""
+            click.echo(f"stopped and removed {stopped.name}{kept}")
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (e.g. from a process manager) cleans up the way Ctrl-C does."""
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A shell may start us with SIGINT ignored; Ctrl-C must still clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@cli.command("build")
+@click.argument("source")
+@click.argument("tag")
+@click.option("--builder", default="", help="Builder image (default: nbs2i/builder:<version>).")
+@click.option("--ref", default="", help="Branch, tag or commit of a Git SOURCE.")
+@click.option("--context-dir", default="", help="Subdirectory of the repository to build.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="REGEX",
+    help="Leave out paths matching REGEX (default: .git); repeatable.",
+)
+@click.option("--scripts-url", default="", help="image:///dir or file:///dir with S2I scripts.")
+@click.option("--env", "-e", multiple=True, metavar="K=V", help="Build and image variable.")
+@click.option(
+    "--environment-file",
+    "-E",
+    "env_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="KEY=VALUE file, read after .s2i/environment; repeatable.",
+)
+@click.option(
+    "--inject",
+    multiple=True,
+    metavar="SRC:DEST",
+    help="File or dir present in directory DEST during assemble only; in no layer.",
+)
+@click.option(
+    "--ca-bundle",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="CA bundle for pip during assemble only (default: $PIP_CERT, "
+    "$REQUESTS_CA_BUNDLE, $SSL_CERT_FILE).",
+)
+@click.option("--assemble-user", default="", help="Numeric user that runs assemble.")
+@click.option("--allowed-uids", default="1-", show_default=True, help="Allowed UID range.")
+@click.option(
+    "--pull-policy",
+    type=click.Choice(["always", "never", "if-not-present"]),
+    default="if-not-present",
+    show_default=True,
+)
+@click.option("--network", default="", help="Network of the build containers.")
+@click.option("--label", multiple=True, metavar="K=V", help="Image label; repeatable.")
+@click.option(
+    "--container-label",
+    multiple=True,
+    metavar="K=V",
+    help="Label on every container and volume the build creates, for CI clean-up "
+    "(the images inherit it).",
+)
+@click.option("--incremental", is_flag=True, help="Reuse artifacts of the previous TAG.")
+@click.option(
+    "--dependency-layer/--no-dependency-layer",
+    default=True,
+    show_default=True,
+    help="Install requirements.txt in a cached layer of its own.",
+)
+@click.option("--as-dockerfile", default=None, metavar="DIR", help="Write a Dockerfile instead.")
+@click.option("--run", "run_after", is_flag=True, help="Start the image as `nbs2i run` would.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8888,
+    show_default=True,
+    help="With --run: host port on 127.0.0.1 (0: any free port).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON event a line on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Hide assemble's output.")
+@click.pass_context
+def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
+    """Build SOURCE (Git URL or directory, as it is on disk) into image TAG."""
+    from nbs2i import build
+
+    request = build.BuildRequest(
+        source=source,
+        tag=tag,
+        builder=opts["builder"],
+        ref=opts["ref"],
+        context_dir=opts["context_dir"],
+        excludes=tuple(opts["exclude"]) or build.BuildRequest.excludes,
+        scripts_url=opts["scripts_url"],
+        env=_pairs(opts["env"], "--env"),
+        env_files=tuple(Path(f) for f in opts["env_files"]),
+        injections=tuple(build.Injection.parse(i) for i in opts["inject"]),
+        ca_bundle=Path(opts["ca_bundle"]) if opts["ca_bundle"] else build.default_ca_bundle(),
+        assemble_user=opts["assemble_user"],
+        allowed_uids=opts["allowed_uids"],
+        pull_policy=opts["pull_policy"],
+        network=opts["network"],
+        labels=_pairs(opts["label"], "--label"),
+        incremental=opts["incremental"],
+        dependency_layer=opts["dependency_layer"],
+        container_labels=_pairs(opts["container_label"], "--container-label"),
+    )
+    report = json_reporter if opts["as_json"] else human_reporter(opts["quiet"])
+    if opts["as_dockerfile"]:
+        from nbs2i import dockerfile
+
+        written = dockerfile.write(request, Path(opts["as_dockerfile"]), report)
+        click.echo(str(written))
+        return
+    with connect() as engine, _interrupt_on_sigterm():
+        result = build.build(engine, request, report)
+    if not opts["as_json"]:
+        click.echo(result.tag)
+    if opts["run_after"]:
+        # The run container carries the --container-label values too.
+        ctx.invoke(
+            run_cmd,
+            image=result.tag,
+            port=opts["port"],
+            quiet=opts["quiet"],
+            label=opts["container_label"],
+        )
+
+
+@cli.command("verify")
+@click.argument("image")
+@click.option("--uid", default="random", show_default=True, help="UID for the runtime checks.")
+@click.option("--no-runtime", is_flag=True, help="Static checks only: never start the image.")
+@click.option("--port", type=int, default=None, help="Port it serves on (default: EXPOSE/8888).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to start.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "junit"]),
+    default="table",
+    show_default=True,
+    help="Output on stdout.",
+)
+@click.option("--label", multiple=True, metavar="K=V", help="Label what verify starts; repeatable.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def verify_cmd(image: str, **opts: Any) -> None:
+    """Check that IMAGE is ready for a restricted platform: exit 0 when no
+    check fails, 1 when one does, 2 when IMAGE cannot be examined."""
+    from nbs2i import report, verify
+
+    options = verify.VerifyOptions(
+        uid=_uid(opts["uid"]),
+        runtime=not opts["no_runtime"],
+        port=opts["port"],
+        start_timeout=opts["timeout"],
+        labels=dict(_pairs(opts["label"], "--label")),
+    )
+    with _interrupt_on_sigterm(), connect() as engine:
+        found = verify.verify(engine, image, options, human_reporter(quiet=opts["quiet"]))
+    click.echo(report.render(found, opts["fmt"]))
+    if not found.ok:
+        # SystemExit, not click's Exit: with standalone_mode=False click returns
+        # Exit's code from main() and run_guarded would drop it.
+        raise SystemExit(1)
+
+
+@cli.command("usage")
+@click.argument("image", required=False)
+@click.option(
+    "--container-label", multiple=True, metavar="K=V", help="Label on the usage container."
+)
+def usage_cmd(image: str | None, container_label: tuple[str, ...]) -> None:
+    """Print the usage script's output of IMAGE (default: the builder)."""
+    from nbs2i import build
+
+    labels = dict(_pairs(container_label, "--container-label"))
+    with connect() as engine:
+        click.echo(build.run_usage(engine, image or build.default_builder(), labels=labels))
+
+
+@cli.group("builder")
+def builder_group() -> None:
+    """The hardened S2I builder image."""
+
+
+@builder_group.command("build")
+@click.option(
+    "--from",
+    "base_image",
+    default="debian:bookworm-slim",
+    show_default=True,
+    help="Base image (Debian bookworm or compatible).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="NAME:TAG",
+    help="Tag(s) to give it (default: nbs2i/builder:<version> and :latest).",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA bundle for pip in the build stage only (default: $PIP_CERT, "
+    "$REQUESTS_CA_BUNDLE or $SSL_CERT_FILE).",
+)
+@click.option("--pip-index-url", default="", help="Package index for the build stage.")
+@click.option("--no-cache", is_flag=True, help="Rebuild every step.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event a line on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Hide the build output.")
+def builder_build_cmd(
+    base_image: str,
+    tags: tuple[str, ...],
+    ca_bundle: Path | None,
+    pip_index_url: str,
+    no_cache: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Build the builder image from the s2i/ shipped with nbs2i."""
+    from nbs2i import builder
+
+    request = builder.BuilderRequest(
+        tags=tags or builder.default_tags(),
+        base_image=base_image,
+        ca_bundle=ca_bundle if ca_bundle is not None else builder.default_ca_bundle(),
+        pip_index_url=pip_index_url,
+        nocache=no_cache,
+    )
+    builder.check_request(request)  # bad input fails before the engine is asked
+    with connect() as engine:
+        result = builder.build_builder(
+            engine, request, json_reporter if as_json else human_reporter(quiet)
+        )
+    if not as_json:
+        click.echo(result.image_id)
 
 
 def run_guarded(fn: Callable[[], Any]) -> int:

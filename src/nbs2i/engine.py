@@ -410,8 +410,17 @@ class Engine:
 
     # -- volumes --------------------------------------------------------
 
-    def create_volume(self, name: str | None = None, labels: dict[str, str] | None = None) -> str:
-        return str(self._call(self._api.create_volume, name=name, labels=labels)["Name"])
+    def create_volume(
+        self,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        driver_opts: dict[str, str] | None = None,
+    ) -> str:
+        """A local volume; driver_opts e.g. {"type": "tmpfs", "device": "tmpfs", "o": ...}."""
+        created = self._call(
+            self._api.create_volume, name=name, labels=labels, driver_opts=driver_opts
+        )
+        return str(created["Name"])
 
     def inspect_volume(self, name: str) -> dict[str, Any]:
         return self._call(self._api.inspect_volume, name)

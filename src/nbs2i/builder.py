@@ -1,0 +1,221 @@
+"""Build the hardened builder image from the s2i/ directory shipped with nbs2i.
+
+The build goes through the engine seam (no `docker` CLI): the context is a
+small in-memory tar of s2i/ plus, when given, a CA bundle named
+`ca-bundle.pem` that only the Dockerfile's build stage copies (so pip can
+reach PyPI behind a TLS-intercepting proxy); the final stage never sees it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbs2i import __version__
+from nbs2i.engine import Engine
+from nbs2i.errors import BuildError, NotFound, UsageError
+from nbs2i.progress import Event, Reporter, silent
+
+BUILDER_REPOSITORY = "nbs2i/builder"
+DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+# The name the Dockerfile's build stage COPYs the bundle from.
+CA_BUNDLE_NAME = "ca-bundle.pem"
+# Where a CA bundle is usually named, in the order pip and requests look.
+CA_BUNDLE_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+# Appended to the bundle in the context (PEM readers skip text outside
+# certificates): lets a test prove that no layer of the final image holds it.
+CA_BUNDLE_MARKER = b"# nbs2i: CA bundle of the builder's build stage; never in the final image\n"
+# Lines of build output kept for the error message of a failed build.
+TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class BuilderRequest:
+    """What to build: the base image, the tags, how pip reaches its index."""
+
+    tags: tuple[str, ...]
+    base_image: str = DEFAULT_BASE_IMAGE
+    ca_bundle: Path | None = None
+    pip_index_url: str = ""
+    nocache: bool = False
+
+
+@dataclass(frozen=True)
+class BuilderResult:
+    image_id: str
+    tags: tuple[str, ...]
+    seconds: float
+
+
+def default_tags(version: str = __version__) -> tuple[str, ...]:
+    """`nbs2i/builder:<version>` and `nbs2i/builder:latest`."""
+    # A local version such as 0.1.0+dirty is not a valid tag.
+    safe = version.replace("+", "-")
+    return (f"{BUILDER_REPOSITORY}:{safe}", f"{BUILDER_REPOSITORY}:latest")
+
+
+def default_ca_bundle(env: Mapping[str, str] | None = None) -> Path | None:
+    """The first of $PIP_CERT, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE that is set."""
+    env = os.environ if env is None else env
+    for name in CA_BUNDLE_ENV:
+        if env.get(name):
+            return Path(env[name])
+    return None
+
+
+def s2i_dir() -> Path:
+    """The builder's sources: the installed package's nbs2i/s2i, else the
+    source tree's s2i/ (an editable install or a checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "s2i", here.parent.parent / "s2i"):
+        if (candidate / "Dockerfile").is_file():
+            return candidate
+    raise NotFound(
+        "the builder sources (s2i/Dockerfile) are not in this nbs2i installation",
+        "reinstall nbs2i, or run from a source checkout",
+    )
+
+
+def check_request(request: BuilderRequest) -> None:
+    """Refuse bad input before anything is sent to the engine."""
+    if not request.tags:
+        raise UsageError("no tag for the builder image", "pass --tag NAME:TAG")
+    for tag in request.tags:
+        if not tag or any(ch.isspace() for ch in tag) or tag.endswith(":"):
+            raise UsageError(f"{tag!r} is not an image tag", "use NAME[:TAG], e.g. my/builder:1")
+    bundle = request.ca_bundle
+    if bundle is not None:
+        if not bundle.is_file():
+            raise UsageError(
+                f"the CA bundle {bundle} does not exist or is not a file",
+                "pass --ca-bundle with a PEM file, or unset PIP_CERT/REQUESTS_CA_BUNDLE/"
+                "SSL_CERT_FILE",
+            )
+        if not os.access(bundle, os.R_OK):
+            raise UsageError(f"the CA bundle {bundle} is not readable", "check its permissions")
+    url = request.pip_index_url
+    if url and not url.startswith(("http://", "https://", "file://")):
+        raise UsageError(f"--pip-index-url {url!r} is not a URL", "use https://HOST/simple")
+
+
+def build_context(source: Path, ca_bundle: Path | None = None) -> bytes:
+    """The docker build context: s2i/ (minus caches) and the optional bundle.
+
+    Modes are fixed here, not taken from disk: scripts 0755, the rest 0644,
+    owned by root. A wheel install that lost the x bits still builds right.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if "__pycache__" in rel.parts or path.suffix == ".pyc" or rel.name == CA_BUNDLE_NAME:
+                continue
+            info = tar.gettarinfo(str(path), arcname=rel.as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isdir():
+                info.mode = 0o755
+            elif info.isfile():
+                executable = rel.parts[0] == "bin" and rel.name != "profile"
+                info.mode = 0o755 if executable else 0o644
+            if info.isfile():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+        if ca_bundle is not None:
+            data = ca_bundle.read_bytes().rstrip(b"\n") + b"\n" + CA_BUNDLE_MARKER
+            info = tarfile.TarInfo(CA_BUNDLE_NAME)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def build_builder(
+    engine: Engine, request: BuilderRequest, report: Reporter = silent
+) -> BuilderResult:
+    """Build the builder image and tag it; progress goes to `report`."""
+    check_request(request)
+    if not engine.image_exists(request.base_image):
+        raise NotFound(
+            f"the base image {request.base_image} is not in the engine",
+            "pull or import it first (scripts/ensure-base-image makes debian:bookworm-slim "
+            "offline), or pass --from IMAGE",
+        )
+    source = s2i_dir()
+    report(Event("step", f"Building the builder image {request.tags[0]} from {source}"))
+    if request.ca_bundle is not None:
+        report(Event("step", f"Using the CA bundle {request.ca_bundle} (build stage only)"))
+    context = build_context(source, request.ca_bundle)
+    started = time.monotonic()
+    stream = engine.build(
+        fileobj=io.BytesIO(context),
+        custom_context=True,
+        tag=request.tags[0],
+        nocache=request.nocache,
+        pull=False,
+        buildargs=_build_args(request),
+    )
+    image_id = _follow(stream, report)
+    for tag in request.tags[1:]:
+        repository, _, name = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "")
+        engine.tag(image_id, repository, name or "latest")
+    seconds = time.monotonic() - started
+    report(
+        Event(
+            "done",
+            f"Built {image_id[:19]} as {', '.join(request.tags)} in {seconds:.0f}s",
+            {"image_id": image_id, "tags": list(request.tags), "seconds": round(seconds, 1)},
+        )
+    )
+    return BuilderResult(image_id, request.tags, seconds)
+
+
+def _build_args(request: BuilderRequest) -> dict[str, str]:
+    args = {"BASE_IMAGE": request.base_image, "NBS2I_VERSION": __version__}
+    if request.pip_index_url:
+        args["PIP_INDEX_URL"] = request.pip_index_url
+    return args
+
+
+def _follow(stream: Iterator[dict[str, Any]], report: Reporter) -> str:
+    """Turn the engine's build events into progress events; the image id."""
+    tail: list[str] = []
+    image_id = ""
+    for event in stream:
+        if "error" in event:
+            detail = event.get("errorDetail", {}).get("message") or event["error"]
+            raise BuildError(
+                f"the builder image build failed: {' '.join(str(detail).split())[:300]}",
+                "read the build output above; behind a TLS-intercepting proxy pass --ca-bundle",
+                details="\n".join(tail[-TAIL_LINES:]),
+            )
+        aux = event.get("aux")
+        if isinstance(aux, dict) and aux.get("ID"):
+            image_id = str(aux["ID"])
+        for line in str(event.get("stream", "")).splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            tail.append(line)
+            del tail[:-TAIL_LINES]
+            if line.startswith("Step "):
+                report(Event("step", line))
+            else:
+                report(Event("output", line))
+            if line.startswith("Successfully built ") and not image_id:
+                image_id = line.split()[-1]
+    if not image_id:
+        raise BuildError(
+            "the builder image build ended without an image",
+            "rerun; if it repeats, check the engine's log",
+            details="\n".join(tail[-TAIL_LINES:]),
+        )
+    return image_id

@@ -1,0 +1,99 @@
+"""The catalogue of `nbs2i verify` checks and the values they produce.
+
+Every check has a stable id (CI dashboards and users key on it, so an id is
+never renamed or reused), a title, a category and whether it is required. A
+required check that finds a problem fails; an advisory one only warns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    title: str
+    category: str  # "metadata", "files" or "runtime"
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    title: str
+    category: str
+    status: Status
+    evidence: str  # one line: what the check saw
+    required: bool = True
+    seconds: float = 0.0
+
+
+# In the order they are reported. Ids are kebab-case and stable.
+CATALOGUE: tuple[CheckSpec, ...] = (
+    CheckSpec("user-numeric", "USER is numeric", "metadata"),
+    CheckSpec("user-not-root", "USER is not root", "metadata"),
+    CheckSpec("init-pid1", "ENTRYPOINT/CMD in exec form with an init as PID 1", "metadata"),
+    CheckSpec("ports-unprivileged", "no exposed port below 1024", "metadata"),
+    CheckSpec("env-no-secrets", "no secret-looking values in ENV", "metadata"),
+    CheckSpec("s2i-builder", "S2I labels and scripts", "metadata"),
+    CheckSpec("no-setuid", "no setuid or setgid files", "files"),
+    CheckSpec(
+        "passwd-not-writable", "/etc/passwd and /etc/group not group/world-writable", "files"
+    ),
+    CheckSpec("home-group-writable", "HOME and workspace: group 0 with group write", "files"),
+    CheckSpec("no-package-caches", "no package caches left (apt lists, pip cache)", "files", False),
+    CheckSpec("starts", "starts and answers HTTP 2xx/3xx", "runtime"),
+    CheckSpec("api-auth", "API refuses requests without credentials", "runtime"),
+    CheckSpec("home-writable", "HOME is writable", "runtime"),
+    CheckSpec("user-named", "the user has a name", "runtime"),
+    CheckSpec("file-group-writable", "a file it creates is group-writable", "runtime"),
+    CheckSpec("reaps-orphans", "PID 1 reaps an orphan", "runtime"),
+    CheckSpec("sigterm", "SIGTERM stops it within 10 s", "runtime"),
+)
+SPECS: dict[str, CheckSpec] = {spec.id: spec for spec in CATALOGUE}
+
+
+def result(check_id: str, status: Status, evidence: str, seconds: float = 0.0) -> CheckResult:
+    """A result for a catalogued check; an advisory check's failure is a warning."""
+    spec = SPECS[check_id]
+    if status is Status.FAIL and not spec.required:
+        status = Status.WARN
+    line = " ".join(evidence.split())  # always one line
+    return CheckResult(
+        spec.id, spec.title, spec.category, status, line, spec.required, round(seconds, 3)
+    )
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    image: str
+    image_id: str
+    uid: int | None  # the UID the runtime checks ran as; None without them
+    checks: tuple[CheckResult, ...]
+    seconds: float
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.status is Status.FAIL)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def count(self, status: Status) -> int:
+        return sum(1 for c in self.checks if c.status is status)
+
+    def get(self, check_id: str) -> CheckResult:
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)

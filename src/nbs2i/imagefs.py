@@ -1,0 +1,198 @@
+"""Read an image's filesystem without running anything in it.
+
+A container is created from the image but never started, the engine streams
+its root filesystem as a tar, and we read the headers as they pass: modes,
+owners, set-id bits, symlinks, package caches, plus the text of a few small
+files we ask for (e.g. /etc/passwd). Nothing runs as root, nothing runs at all.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from nbs2i.engine import Engine
+
+# Files bigger than this are never read into memory, whatever was asked.
+MAX_TEXT_BYTES = 1 << 20
+# A chain of symlinks longer than this is treated as broken (loops exist).
+MAX_SYMLINK_HOPS = 20
+# Never started; the name only makes the intent obvious in `docker ps -a`.
+NOT_STARTED = ["/nbs2i-verify-never-started"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # absolute, normalised: "/etc/passwd"
+    kind: str  # "file", "dir", "symlink", "hardlink" or "other"
+    mode: int  # permission bits, with the set-id and sticky bits
+    uid: int
+    gid: int
+    target: str = ""  # what a symlink or hard link points at
+
+    @property
+    def setid(self) -> bool:
+        return bool(self.mode & 0o6000)
+
+
+@dataclass(frozen=True)
+class CacheArea:
+    name: str  # e.g. "apt lists"
+    where: str  # e.g. "/var/lib/apt/lists"
+    files: int
+    size: int
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What a scan saw: every directory and symlink, plus the paths asked for."""
+
+    entries: Mapping[str, Entry]
+    setid_files: tuple[Entry, ...]
+    caches: tuple[CacheArea, ...]
+    texts: Mapping[str, str] = field(default_factory=dict)
+    scanned: int = 0
+
+    def lookup(self, path: str) -> Entry | None:
+        """The entry at path, following symlinks in any component (bounded:
+        loops exist); None when absent."""
+        pending = _parts(normalise(path))
+        resolved = "/"
+        hops = 0
+        while pending:
+            candidate = normalise(posixpath.join(resolved, pending.pop(0)))
+            entry = self.entries.get(candidate)
+            if entry is not None and entry.kind == "symlink":
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    return None
+                # A relative target is relative to the link's directory.
+                pending = _parts(normalise(posixpath.join(resolved, entry.target))) + pending
+                resolved = "/"
+                continue
+            resolved = candidate
+        return self.entries.get(resolved)
+
+
+def _parts(path: str) -> list[str]:
+    return [] if path == "/" else path.strip("/").split("/")
+
+
+def normalise(name: str) -> str:
+    """Tar member names ("", "/etc", "./etc/") as absolute paths ("/", "/etc")."""
+    clean = posixpath.normpath("/" + name.lstrip("./").lstrip("/"))
+    return "/" if clean in ("/", "//", "/.") else clean
+
+
+# Where package managers leave caches behind: (name, directory, files to ignore).
+_CACHE_AREAS: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("apt lists", "/var/lib/apt/lists", frozenset({"lock"})),
+    ("apt archives", "/var/cache/apt", frozenset({"lock"})),
+)
+
+
+def _cache_area(entry: Entry) -> tuple[str, str] | None:
+    if entry.kind != "file":
+        return None
+    for name, where, ignored in _CACHE_AREAS:
+        if entry.path.startswith(where + "/") and posixpath.basename(entry.path) not in ignored:
+            return name, where
+    marker = "/.cache/pip/"
+    if marker in entry.path:
+        return "pip cache", entry.path[: entry.path.index(marker) + len(marker) - 1]
+    return None
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    if member.isfile():
+        return "file"
+    return "other"
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-once file over an iterator of byte chunks (the engine's stream)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def scan_tar(
+    chunks: Iterable[bytes], *, want: Iterable[str] = (), read: Iterable[str] = ()
+) -> FileFacts:
+    """Scan a tar stream once. `want`: paths whose entries to keep (directories
+    and symlinks are always kept); `read`: small files whose text to keep."""
+    wanted = {normalise(p) for p in want} | {normalise(p) for p in read}
+    to_read = {normalise(p) for p in read}
+    entries: dict[str, Entry] = {}
+    setid: list[Entry] = []
+    caches: dict[tuple[str, str], list[int]] = {}
+    texts: dict[str, str] = {}
+    scanned = 0
+    stream = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for member in archive:
+            scanned += 1
+            path = normalise(member.name)
+            kind = _kind(member)
+            entry = Entry(path, kind, member.mode & 0o7777, member.uid, member.gid, member.linkname)
+            if kind in ("dir", "symlink") or path in wanted:
+                entries[path] = entry
+            if kind in ("file", "hardlink") and entry.setid:
+                setid.append(entry)
+            area = _cache_area(entry)
+            if area is not None:
+                tally = caches.setdefault(area, [0, 0])
+                tally[0] += 1
+                tally[1] += member.size
+            if path in to_read and kind == "file" and member.size <= MAX_TEXT_BYTES:
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    texts[path] = handle.read().decode("utf-8", "replace")
+    areas = tuple(CacheArea(name, where, n, size) for (name, where), (n, size) in caches.items())
+    return FileFacts(entries, tuple(setid), areas, texts, scanned)
+
+
+def read_image_files(
+    engine: Engine,
+    image: str,
+    *,
+    want: Iterable[str] = (),
+    read: Iterable[str] = (),
+    labels: Mapping[str, str] | None = None,
+) -> FileFacts:
+    """Scan an image's filesystem through a created, never started container."""
+    cid = engine.create_container(
+        image,
+        entrypoint=NOT_STARTED,
+        command=[],
+        network_disabled=True,
+        labels=dict(labels or {}),
+    )
+    try:
+        return scan_tar(engine.get_archive(cid, "/"), want=want, read=read)
+    finally:
+        engine.remove_container(cid)

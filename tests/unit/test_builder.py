@@ -1,0 +1,134 @@
+"""nbs2i.builder without an engine: options, the build context, build events."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nbs2i import builder
+from nbs2i.cli import cli, run_guarded
+from nbs2i.errors import BuildError, UsageError
+from nbs2i.progress import Event
+
+
+def test_ca_bundle_default_follows_pip_then_requests_then_ssl() -> None:
+    env = {"SSL_CERT_FILE": "/c", "REQUESTS_CA_BUNDLE": "/b", "PIP_CERT": "/a"}
+    assert builder.default_ca_bundle(env) == Path("/a")
+    del env["PIP_CERT"]
+    assert builder.default_ca_bundle(env) == Path("/b")
+    del env["REQUESTS_CA_BUNDLE"]
+    assert builder.default_ca_bundle(env) == Path("/c")
+    assert builder.default_ca_bundle({"PIP_CERT": ""}) is None
+    assert builder.default_ca_bundle({}) is None
+
+
+def test_default_tags_are_version_and_latest() -> None:
+    assert builder.default_tags("0.1.0") == ("nbs2i/builder:0.1.0", "nbs2i/builder:latest")
+    # A local version (0.1.0+dirty) is not a valid Docker tag.
+    assert builder.default_tags("0.1.0+g1234")[0] == "nbs2i/builder:0.1.0-g1234"
+
+
+def test_s2i_dir_is_found_in_the_source_tree() -> None:
+    found = builder.s2i_dir()
+    assert (found / "Dockerfile").is_file()
+    assert (found / "requirements.lock").is_file()
+    assert (found / "bin" / "assemble").is_file()
+
+
+def _members(context: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(context)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_context_holds_s2i_with_fixed_modes_and_no_bundle_by_default() -> None:
+    members = _members(builder.build_context(builder.s2i_dir()))
+    assert {"Dockerfile", "requirements.lock", "bin/run", "bin/assemble"} <= set(members)
+    assert members["bin/run"].mode == 0o755 and members["bin/save-artifacts"].mode == 0o755
+    assert members["Dockerfile"].mode == 0o644
+    assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+    assert builder.CA_BUNDLE_NAME not in members
+    assert not any("__pycache__" in name for name in members)
+
+
+def test_context_carries_the_bundle_with_its_marker(tmp_path: Path) -> None:
+    bundle = tmp_path / "corp.pem"
+    bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n")
+    context = builder.build_context(builder.s2i_dir(), bundle)
+    with tarfile.open(fileobj=io.BytesIO(context)) as tar:
+        data = tar.extractfile(builder.CA_BUNDLE_NAME).read()  # type: ignore[union-attr]
+    assert data.startswith(bundle.read_bytes())
+    assert data.endswith(builder.CA_BUNDLE_MARKER)
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "words"),
+    [
+        ({"tags": ()}, "no tag"),
+        ({"tags": ("bad tag",)}, "is not an image tag"),
+        ({"ca_bundle": Path("/nonexistent/ca.pem")}, "does not exist"),
+        ({"pip_index_url": "pypi.internal/simple"}, "is not a URL"),
+    ],
+)
+def test_bad_requests_are_refused(request_kwargs: dict, words: str) -> None:
+    kwargs = {"tags": ("x/y:1",), **request_kwargs}
+    with pytest.raises(UsageError, match=words):
+        builder.check_request(builder.BuilderRequest(**kwargs))
+
+
+def test_follow_reports_steps_and_output_and_finds_the_image() -> None:
+    events: list[Event] = []
+    stream = iter(
+        [
+            {"stream": "Step 1/2 : FROM debian:bookworm-slim\n"},
+            {"stream": " ---> 2599450c7d49\n"},
+            {"aux": {"ID": "sha256:abc"}},
+            {"stream": "Successfully built abc\n"},
+        ]
+    )
+    assert builder._follow(stream, events.append) == "sha256:abc"
+    assert [e.kind for e in events] == ["step", "output", "output"]
+
+
+def test_follow_turns_a_build_error_into_one_line_with_the_tail() -> None:
+    stream = iter(
+        [
+            {"stream": "Step 6/21 : RUN pip install\n"},
+            {"stream": "SSL: CERTIFICATE_VERIFY_FAILED\n"},
+            {"error": "The command returned a non-zero code: 1", "errorDetail": {"message": "x"}},
+        ]
+    )
+    with pytest.raises(BuildError) as info:
+        builder._follow(stream, lambda _e: None)
+    assert "--ca-bundle" in str(info.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.details
+    assert "\n" not in str(info.value)
+
+
+def test_follow_without_an_image_fails() -> None:
+    with pytest.raises(BuildError, match="without an image"):
+        builder._follow(iter([{"stream": "Step 1/1 : FROM x\n"}]), lambda _e: None)
+
+
+def test_cli_refuses_a_missing_bundle_before_asking_the_engine(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("nbs2i.cli.connect", lambda: pytest.fail("must not connect"))
+    code = run_guarded(
+        lambda: cli.main(
+            ["builder", "build", "--ca-bundle", "/nonexistent/ca.pem"], standalone_mode=False
+        )
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().count("\n") == 0 and err.startswith("nbs2i: error: the CA bundle")
+
+
+def test_cli_help_lists_the_options() -> None:
+    result = CliRunner().invoke(cli, ["builder", "build", "--help"])
+    assert result.exit_code == 0
+    for option in ("--from", "--tag", "--ca-bundle", "--pip-index-url"):
+        assert option in result.output

@@ -1,0 +1,127 @@
+"""Script lookup order and the build environment (no engine needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nbs2i.errors import BuildError, UsageError
+from nbs2i.scripts import (
+    build_environment,
+    parse_env_lines,
+    parse_env_pairs,
+    parse_scripts_url,
+    resolve_scripts,
+)
+
+LABELS = {"io.openshift.s2i.scripts-url": "image:///usr/libexec/s2i"}
+
+
+def script_file(path: Path, text: str = "#!/bin/sh\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_label_only_gives_image_paths(tmp_path: Path) -> None:
+    scripts = resolve_scripts(scripts_url="", source_root=tmp_path, image_labels=LABELS)
+    assert scripts.require("assemble", "b").path == "/usr/libexec/s2i/assemble"
+    assert scripts.require("run", "b").upload is None
+    assert scripts.destination == "/tmp"
+    assert scripts.uploads() == []
+
+
+def test_source_s2i_bin_beats_the_label(tmp_path: Path) -> None:
+    mine = script_file(tmp_path / ".s2i/bin/assemble")
+    scripts = resolve_scripts(scripts_url="", source_root=tmp_path, image_labels=LABELS)
+    assemble = scripts.require("assemble", "b")
+    assert (assemble.path, assemble.upload, assemble.origin) == (
+        "/tmp/scripts/assemble",
+        mine,
+        "source",
+    )
+    assert scripts.require("run", "b").path == "/usr/libexec/s2i/run"
+    assert [u.name for u in scripts.uploads()] == ["scripts/assemble"]
+    assert scripts.uploads()[0].mode == 0o755
+
+
+def test_scripts_url_beats_source_and_label(tmp_path: Path) -> None:
+    script_file(tmp_path / "src/.s2i/bin/assemble")
+    url_dir = tmp_path / "url"
+    script_file(url_dir / "assemble")
+    scripts = resolve_scripts(
+        scripts_url=f"file://{url_dir}", source_root=tmp_path / "src", image_labels=LABELS
+    )
+    assert scripts.require("assemble", "b").upload == url_dir / "assemble"
+    # not in the URL dir: falls through to the label
+    assert scripts.require("run", "b").path == "/usr/libexec/s2i/run"
+    image = resolve_scripts(
+        scripts_url="image:///opt/s2i/", source_root=tmp_path / "src", image_labels=LABELS
+    )
+    assert image.require("assemble", "b").path == "/opt/s2i/assemble"
+
+
+def test_destination_label_moves_uploads(tmp_path: Path) -> None:
+    script_file(tmp_path / ".s2i/bin/run")
+    labels = {**LABELS, "io.openshift.s2i.destination": "/opt/s2i-dest/"}
+    scripts = resolve_scripts(scripts_url="", source_root=tmp_path, image_labels=labels)
+    assert scripts.require("run", "b").path == "/opt/s2i-dest/scripts/run"
+    assert scripts.uploads()[0].name == "scripts/run"
+
+
+def test_no_assemble_anywhere_is_a_clear_error(tmp_path: Path) -> None:
+    scripts = resolve_scripts(scripts_url="", source_root=tmp_path, image_labels={})
+    with pytest.raises(BuildError, match="no assemble script: builder my/builder"):
+        scripts.require("assemble", "my/builder")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.org/s2i", "image://relative", "file:dir", "ftp:///x"]
+)
+def test_unsupported_scripts_urls(url: str) -> None:
+    with pytest.raises(UsageError):
+        parse_scripts_url(url)
+
+
+def test_a_builder_label_may_not_point_at_this_machine(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        resolve_scripts(
+            scripts_url="",
+            source_root=tmp_path,
+            image_labels={"io.openshift.s2i.scripts-url": f"file://{tmp_path}"},
+        )
+
+
+def test_missing_file_scripts_url_dir(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve_scripts(scripts_url=f"file://{tmp_path}/nope", source_root=None, image_labels={})
+
+
+def test_env_file_syntax() -> None:
+    env = parse_env_lines(["# comment", "", "A=1", " B = two words ", "C=x=y", "D="], "f")
+    assert env == {"A": "1", "B": " two words", "C": "x=y", "D": ""}
+    with pytest.raises(UsageError, match="f:2: 'oops' is not KEY=VALUE"):
+        parse_env_lines(["A=1", "oops"], "f")
+    with pytest.raises(UsageError):
+        parse_env_lines(["1A=x"], "f")
+
+
+def test_env_pairs() -> None:
+    assert parse_env_pairs(["A=1", "B=="]) == {"A": "1", "B": "="}
+    with pytest.raises(UsageError):
+        parse_env_pairs(["novalue"])
+
+
+def test_environment_precedence(tmp_path: Path) -> None:
+    (tmp_path / ".s2i").mkdir()
+    (tmp_path / ".s2i/environment").write_text("A=s2i\nB=s2i\nC=s2i\n")
+    first = tmp_path / "one.env"
+    first.write_text("B=one\nC=one\n")
+    second = tmp_path / "two.env"
+    second.write_text("C=two\n")
+    env = build_environment(tmp_path, [first, second], {"D": "e"})
+    assert env == {"A": "s2i", "B": "one", "C": "two", "D": "e"}
+    assert build_environment(tmp_path, [], {"A": "e"})["A"] == "e"
+    with pytest.raises(UsageError, match="cannot read environment file"):
+        build_environment(tmp_path, [tmp_path / "missing.env"], {})
