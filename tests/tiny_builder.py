@@ -7,7 +7,7 @@ requirements.txt unless the same one is already installed, stops after that in
 the `NBS2I_ASSEMBLE_PHASE=deps` phase, restores /tmp/artifacts; save-artifacts
 writes a tar of /opt/app-root/cache on stdout. Test knobs (set with -e):
 TINY_FAIL=1 fails after 30 lines, TINY_SLEEP=N sleeps, TINY_SHOW=path cats a file,
-TINY_NET=1 lists the network interfaces.
+TINY_NET=1 lists the network interfaces, TINY_FAIL_DEPS=1 fails the deps phase.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ if [ -f /tmp/src/requirements.txt ]; then
     echo "$sum" > /opt/app-root/deps.sha256
   fi
 fi
+if [ "$phase" = deps ] && [ -n "${TINY_FAIL_DEPS:-}" ]; then echo "no deps phase here"; exit 5; fi
 if [ "$phase" = deps ]; then rm -rf /tmp/src; exit 0; fi
 if [ -n "${TINY_SHOW:-}" ]; then echo "show: $(cat "$TINY_SHOW")"; fi
 if [ -n "${TINY_NET:-}" ]; then echo "net: $(ls /sys/class/net | tr '\n' ' ')"; fi

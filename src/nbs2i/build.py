@@ -340,12 +340,17 @@ def _plan(
         injections.append(Injection(Path(ca_bundle), CA_DIR))
         build_env = {var: f"{CA_DIR}/{CA_FILE}" for var in CA_VARS}
     container_labels = dict(request.container_labels)
-    mounts: list[tuple[str, str]] = []
+    # One volume per destination directory (two mounts on one path are refused).
+    volumes: dict[str, str] = {}
     for inj in injections:
-        name = engine.create_volume(labels={**container_labels, ROLE_LABEL: "inject"})
-        cleanup.volumes.append(name)
-        mounts.append((name, inj.dest))
-        _fill_volume(engine, cleanup, builder, name, inj, ca_bundle, uid, container_labels)
+        if inj.dest not in volumes:
+            name = engine.create_volume(labels={**container_labels, ROLE_LABEL: "inject"})
+            cleanup.volumes.append(name)
+            volumes[inj.dest] = name
+        _fill_volume(
+            engine, cleanup, builder, volumes[inj.dest], inj, ca_bundle, uid, container_labels
+        )
+    mounts = [(name, dest) for dest, name in volumes.items()]
     return _Plan(
         builder=builder,
         config=config,
@@ -430,10 +435,26 @@ def _build(
         if engine.image_exists(deps_tag):
             reporter(Event("step", f"Reusing the dependency layer {deps_tag}"))
             deps_reused = True
+            base = deps_tag
         else:
             reporter(Event("step", f"Installing {', '.join(files)} into {deps_tag}"))
-            _deps_layer(engine, plan, cleanup, source, files, deps_tag, key, reporter)
-        base = deps_tag
+            try:
+                _deps_layer(engine, plan, cleanup, source, files, deps_tag, key, reporter)
+                base = deps_tag
+            except BuildError as exc:
+                # nbs2i's builder knows the deps phase: its failure is the user's to see.
+                # Another S2I builder may need the whole source: build in one step.
+                if _knows_deps_phase(plan.config):
+                    raise
+                reporter(
+                    Event(
+                        "warning",
+                        f"the dependency layer failed ({exc.problem}); this builder may not "
+                        f"know {PHASE_VAR}: building in one step (--no-dependency-layer "
+                        "skips the attempt)",
+                    )
+                )
+                deps_tag = ""
 
     previous: dict[str, Any] | None = None
     with contextlib.suppress(NotFound):
@@ -462,9 +483,8 @@ def _build(
             extra=plan.scripts.uploads(),
         ),
     )
-    _check_script(engine, cid, plan, assemble.path)
     reporter(Event("step", f"Running assemble as user {plan.user}"))
-    _run(engine, cid, reporter, "assemble")
+    _run_script(engine, cid, plan, assemble.path, reporter, "assemble")
 
     # The engine copies the container's labels into the commit: ROLE_LABEL is
     # overwritten so that the image does not claim to be an assemble container.
@@ -505,6 +525,12 @@ def _build(
     return result
 
 
+def _knows_deps_phase(config: Mapping[str, Any]) -> bool:
+    """True for nbs2i's own builder, whose assemble implements NBS2I_ASSEMBLE_PHASE=deps."""
+    labels = config.get("Labels") or {}
+    return labels.get("org.opencontainers.image.title") == "nbs2i-builder"
+
+
 def _identity(script: Any) -> str:
     """What the dependency key knows of the assemble script: its path, and its content
     when it is uploaded."""
@@ -536,8 +562,7 @@ def _deps_layer(
         extra=[*extra, *plan.scripts.uploads()],
     )
     engine.put_archive(cid, plan.scripts.destination, stream)
-    _check_script(engine, cid, plan, assemble.path)
-    _run(engine, cid, reporter, "dependency install")
+    _run_script(engine, cid, plan, assemble.path, reporter, "dependency install")
     labels = {
         ROLE_LABEL: "deps",
         "nbs2i.deps-key": key,
@@ -614,6 +639,18 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", "replace").rstrip("\r")
     if buf:
         yield buf.decode("utf-8", "replace").rstrip("\r")
+
+
+def _run_script(
+    engine: Engine, cid: str, plan: _Plan, path: str, reporter: Reporter, what: str
+) -> None:
+    """_run; when it fails, a missing script is named as such (checked only then: the
+    check costs a round trip that a good build does not need)."""
+    try:
+        _run(engine, cid, reporter, what)
+    except (BuildError, EngineError):
+        _check_script(engine, cid, plan, path)
+        raise
 
 
 def _run(engine: Engine, cid: str, reporter: Reporter, what: str) -> None:

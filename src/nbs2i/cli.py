@@ -281,6 +281,8 @@ def _interrupt_on_sigterm() -> Iterator[None]:
     type=click.Choice(["always", "never", "if-not-present"]),
     default="if-not-present",
     show_default=True,
+    help="When to pull the builder; the default builder is built locally when absent "
+    "(never: fail instead).",
 )
 @click.option("--network", default="", help="Network of the build containers.")
 @click.option("--label", multiple=True, metavar="K=V", help="Image label; repeatable.")

@@ -140,7 +140,7 @@ def verify(
         )
         if options.runtime:
             port = options.port or serving_port(config)
-            runtime = RuntimeOptions(uid, port, options.start_timeout, sandbox.labels)
+            runtime = RuntimeOptions(uid, port, options.start_timeout)
             found = runtime_checks(engine, image, config, runtime, sandbox, report)
         else:
             found = skipped("--no-runtime")

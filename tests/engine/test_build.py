@@ -301,6 +301,10 @@ def test_injected_files_and_ca_bundle_are_in_no_layer(
     ca_marker = f"-----BEGIN CERTIFICATE----- test-ca-{SESSION_ID}".encode()
     secret_file = tmp_path / "api-token.txt"
     secret_file.write_bytes(secret)
+    conf_dir = tmp_path / "conf"
+    (conf_dir / "pip").mkdir(parents=True)
+    conf_marker = f"index-url = https://pypi.internal/{SESSION_ID}".encode()
+    (conf_dir / "pip" / "pip.conf").write_bytes(conf_marker)
     ca = tmp_path / "corp-ca.pem"
     ca.write_bytes(ca_marker + b"\n")
     out = track.image(tag("inject"))
@@ -311,7 +315,10 @@ def test_injected_files_and_ca_bundle_are_in_no_layer(
             src,
             out,
             tiny_builder,
-            injections=(Injection.parse(f"{secret_file}:/run/secrets/course"),),
+            injections=(
+                Injection.parse(f"{secret_file}:/run/secrets/course"),
+                Injection.parse(f"{conf_dir}:/run/secrets/course"),  # same dir: one volume
+            ),
             ca_bundle=ca,
             env=(("TINY_SHOW", "/run/secrets/course/api-token.txt"),),
         ),
@@ -321,7 +328,8 @@ def test_injected_files_and_ca_bundle_are_in_no_layer(
     outputs = [e.message for e in events if e.kind == "output"]
     assert f"show: {secret.decode()}" in outputs  # present while assemble ran
     assert "ca bundle readable" in outputs
-    hits = find_in_layers(engine, out, [secret, ca_marker, b"api-token.txt", b"corp-ca"])
+    needles = [secret, ca_marker, conf_marker, b"api-token.txt", b"corp-ca", b"pip.conf"]
+    hits = find_in_layers(engine, out, needles)
     assert hits == [], f"injected content found in layers: {hits}"
     env = dict(i.split("=", 1) for i in engine.inspect_image(out)["Config"]["Env"])
     assert "PIP_CERT" not in env and "SSL_CERT_FILE" not in env
@@ -431,4 +439,24 @@ def test_network_and_assemble_user_options(
         engine, out, ["stat", "-c", "%u:%g", "/opt/app-root/src/a.ipynb"], TEST_LABELS
     )
     assert (code, text.strip()) == (0, "1002:0")  # the source is owned by the assemble user
+    assert_nothing_left(engine)
+
+
+def test_a_builder_without_the_deps_phase_builds_in_one_step(
+    engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(SAMPLES, src)
+    (src / "requirements.txt").write_text(f"# one step {SESSION_ID}\n")
+    out = track.image(tag("one-step"))
+    events: list[Event] = []
+    result = build(
+        engine, build_request(src, out, tiny_builder, env=(("TINY_FAIL_DEPS", "1"),)), events.append
+    )
+    assert result.deps_image == "" and not result.deps_reused
+    warnings = [e.message for e in events if e.kind == "warning"]
+    assert any("dependency layer failed" in w for w in warnings), warnings
+    outputs = [e.message for e in events if e.kind == "output"]
+    assert "installing requirements" in outputs and "assemble done" in outputs
+    assert not engine.images(labels=["nbs2i.role=deps", "nbs2i.test.session=" + SESSION_ID])
     assert_nothing_left(engine)

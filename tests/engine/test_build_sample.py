@@ -14,6 +14,7 @@ import pytest
 
 from nbs2i.build import build, default_ca_bundle
 from nbs2i.engine import Engine
+from nbs2i.errors import BuildError
 from nbs2i.progress import Event
 from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
 from tests.engine.test_build import SAMPLES, assert_nothing_left, build_request
@@ -225,4 +226,21 @@ def test_build_then_run(
             proc.wait(timeout=10)
         err.close()
     assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert_nothing_left(engine)
+
+
+def test_a_failing_requirement_fails_the_build_with_pips_lines(
+    engine: Engine, builder_image: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "bad"
+    src.mkdir()
+    (src / "a.ipynb").write_text("{}")
+    (src / "requirements.txt").write_text("nbs2i-surely-no-such-package-here==0.0.1\n")
+    out = f"nbs2i-test/sample-bad:{SESSION_ID}"
+    with pytest.raises(BuildError) as caught:
+        build(engine, build_request(src, out, builder_image, ca_bundle=default_ca_bundle()))
+    assert caught.value.problem.startswith("dependency install failed with exit code")
+    assert "nbs2i-surely-no-such-package-here" in caught.value.details
+    assert len(caught.value.details.splitlines()) <= 20
+    assert not engine.image_exists(out)
     assert_nothing_left(engine)

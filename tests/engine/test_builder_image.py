@@ -12,6 +12,8 @@ import hashlib
 import io
 import json
 import re
+import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -20,6 +22,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -397,6 +400,8 @@ def test_read_only_restricted_with_volume(
     pid = sh(engine, server.cid, "grep -l 'bin/jupyter-la[b]' /proc/[0-9]*/cmdline | cut -d/ -f3")
     server_env = sh(engine, server.cid, f"grep -E '^(Uid|Gid|Umask)' /proc/{pid.split()[0]}/status")
     assert f"\t{uid}\t" in server_env and "Umask:\t0002" in server_env
+    # ... and the name it had when the run script exec'd it (same process).
+    assert f"as jovyan (uid {uid}, gid 0)".encode() in engine.logs(server.cid)  # type: ignore[operator]
     # A kernel.
     probe = json.loads(run_in_kernel(server, PROBE))
     names_ok(probe, uid)
@@ -557,11 +562,14 @@ def test_password_is_hashed_and_hidden(engine: Engine, track: Tracker, builder_i
     for pid in pids.split():
         environ = sh(engine, cid, f"tr '\\0' '\\n' < /proc/{pid}/environ")
         assert "JUPYTER_PASSWORD" not in environ and password not in environ
+        assert "NBS2I_PASSWORD_FILE" not in environ
     # The server's environment, its command line, /tmp: no password, no hash file.
     server_pid = sh(engine, cid, "grep -l 'bin/jupyter-la[b]' /proc/[0-9]*/cmdline | cut -d/ -f3")
     server_env = sh(engine, cid, f"tr '\\0' '\\n' < /proc/{server_pid.strip()}/environ")
-    assert password not in server_env and "NBS2I_PASSWORD_FILE" not in server_env
-    assert sh(engine, cid, "ls /tmp/.nbs2i").split() == ["group", "passwd"]
+    # (/proc/PID/environ shows the environment the server was exec'd with; the
+    # config file drops NBS2I_PASSWORD_FILE from it before any kernel starts.)
+    assert password not in server_env and "JUPYTER_PASSWORD" not in server_env
+    assert "password" not in sh(engine, cid, "ls /tmp/.nbs2i")  # the hash file is gone
     assert password.encode() not in engine.logs(cid)  # type: ignore[operator]
     assert kernel["id"]
 
@@ -840,3 +848,81 @@ def test_save_artifacts_feeds_an_incremental_build(
     cid, code, log = assemble(engine, track, builder_image, files, extra_tar=artifacts.getvalue())
     assert code == 0, log
     assert "Reusing dependencies" in log
+
+
+def test_home_is_seeded_without_overwriting(
+    engine: Engine, track: Tracker, builder_image: str
+) -> None:
+    """A student's edit on the volume survives the next start (as another
+    UID); a notebook the image has and the volume lacks is copied back."""
+    cid, code, log = assemble(
+        engine, track, builder_image, {"a.ipynb": NOTEBOOK, "b.ipynb": NOTEBOOK}
+    )
+    assert code == 0, log
+    tag = track.image(f"nbs2i-test/seeded:{uuid.uuid4().hex[:8]}")
+    repo, name = tag.split(":")
+    engine.commit(cid, repo, name, changes=['CMD ["/usr/libexec/s2i/run"]'])
+    volume = track.volume(engine.create_volume(f"nbs2i-test-{uuid.uuid4().hex[:8]}", TEST_LABELS))
+    binds = {volume: {"bind": "/home/jovyan", "mode": "rw"}}
+    first = serve(engine, track, tag, user="54321:0", binds=binds)
+    edited = NOTEBOOK.replace(b'"cells": []', b'"cells": [], "x": 1')
+    status, _ = http(
+        first.url("/api/contents/a.ipynb"),
+        "PUT",
+        {"type": "file", "format": "text", "content": edited.decode()},
+    )
+    assert status == 200
+    assert http(first.url("/api/contents/b.ipynb"), "DELETE")[0] == 204
+    engine.stop(first.cid, timeout=10)
+    second = serve(engine, track, tag, user="1000680000:0", binds=binds)
+    assert sh(engine, second.cid, "cat /home/jovyan/a.ipynb").encode() == edited
+    assert sh(engine, second.cid, "test -f /home/jovyan/b.ipynb && echo back").strip() == "back"
+    # The second UID can still write what the first one created.
+    status, _ = http(
+        second.url("/api/contents/a.ipynb"),
+        "PUT",
+        {"type": "file", "format": "text", "content": NOTEBOOK.decode()},
+    )
+    assert status == 200
+
+
+def test_usage_explains_nbs2i_s2i_and_run(
+    engine: Engine, track: Tracker, builder_image: str
+) -> None:
+    cid = create(engine, track, builder_image, command=["/usr/libexec/s2i/usage"], publish=False)
+    engine.start(cid)
+    assert engine.wait(cid, timeout=30) == 0
+    text = engine.logs(cid).decode()  # type: ignore[union-attr]
+    for words in ("nbs2i build", "s2i build", "docker run", "--read-only", "JUPYTER_PASSWORD"):
+        assert words in text, words
+
+
+def test_cli_builder_build_streams_progress_and_tags(
+    engine: Engine, track: Tracker, builder_image: str
+) -> None:
+    """`nbs2i builder build` through the engine seam; with a warm cache (the
+    fixture's build) it is quick and must give the very same image."""
+    nbs2i = str(Path(sys.executable).with_name("nbs2i"))
+    tags = [track.image(f"nbs2i-test/cli-builder:{uuid.uuid4().hex[:8]}") for _ in range(2)]
+    done = subprocess.run(
+        [nbs2i, "builder", "build", "--tag", tags[0], "--tag", tags[1]],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "==> Step 1/" in done.stderr and "==> Built " in done.stderr
+    image_id = done.stdout.strip().splitlines()[-1]
+    assert engine.inspect_image(tags[0])["Id"] == engine.inspect_image(tags[1])["Id"] == image_id
+    # Bad input: one line naming the problem and the fix, nothing built.
+    missing = f"nbs2i-test/no-such-base:{uuid.uuid4().hex[:8]}"
+    bad = subprocess.run(
+        [nbs2i, "builder", "build", "--from", missing, "--tag", f"{missing}-x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0
+    assert bad.stderr.strip().count("\n") == 0, bad.stderr
+    assert bad.stderr.startswith(f"nbs2i: error: the base image {missing} is not in the engine")
+    assert not engine.image_exists(f"{missing}-x")

@@ -77,6 +77,8 @@ def test_edits_survive_a_newer_image_and_a_new_uid(
     student = f"student edit {uuid.uuid4().hex}"
     assert api.save_notebook(EDITED, with_cell(api.notebook(EDITED), student)) == 200
     assert api.save_text("my-notes.txt", "written by the first UID\n") == 201
+    # The student ran code too: IPython and Jupyter left their files in HOME.
+    assert kernel_runs(engine, first.container_id, api, "x = 1") == "ok"
     stopped = run.stop(engine, first.name)
     assert stopped.workspace == volume  # the volume stays
 
@@ -141,7 +143,10 @@ def test_z2jh_volume_on_home_with_plain_docker_run(
         engine.start(cid)
         port = run.published_port(engine, cid, 8888)
         assert port is not None
-        run.wait_until_ready(engine, cid, port, token, 60)
+        try:
+            run.wait_until_ready(engine, cid, port, token, 60)
+        except RunError as exc:
+            pytest.fail(f"{exc}\n{exc.details}")
         return cid, Api(port, token)
 
     cid, api = plain_run(uid_a)

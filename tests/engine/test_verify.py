@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,3 +159,38 @@ def test_ctrl_c_removes_everything(engine: Engine, builder_ref: str) -> None:
 def test_status_values_are_stable() -> None:
     # Dashboards key on these strings.
     assert [s.value for s in Status] == ["pass", "fail", "warn", "skip"]
+
+
+def test_plain_debian_fails_the_static_rules_it_breaks(engine: Engine) -> None:
+    # A stock base image: root, no init, set-id binaries, no HOME in ENV.
+    report = verify(
+        engine, "debian:bookworm-slim", VerifyOptions(runtime=False, labels=TEST_LABELS)
+    )
+    status = {c.id: c.status for c in report.checks}
+    assert status["user-numeric"] is Status.FAIL and status["user-not-root"] is Status.FAIL
+    assert status["init-pid1"] is Status.FAIL
+    assert status["no-setuid"] is Status.FAIL
+    # Debian's shadow/util-linux tools, in archive order, with their modes.
+    assert re.match(
+        r"\d+ set-id files: /usr/bin/chage \(2755\), /usr/bin/chfn \(4755\)",
+        report.get("no-setuid").evidence,
+    ), report.get("no-setuid").evidence
+    assert status["home-group-writable"] is Status.FAIL
+    assert status["passwd-not-writable"] is Status.PASS
+    assert status["s2i-builder"] is Status.SKIP
+    assert all(c.status is Status.SKIP for c in report.checks if c.category == "runtime")
+    assert_nothing_left(engine, SESSION_FILTER)
+
+
+def test_an_image_that_exits_fails_starts_and_skips_the_rest(engine: Engine) -> None:
+    # debian's CMD is bash, which exits at once without a terminal.
+    started = time.monotonic()
+    report = verify(
+        engine, "debian:bookworm-slim", VerifyOptions(start_timeout=20, labels=TEST_LABELS)
+    )
+    assert time.monotonic() - started < 30
+    starts = report.get("starts")
+    assert starts.status is Status.FAIL and "container exited with code 0" in starts.evidence
+    runtime = [c for c in report.checks if c.category == "runtime" and c.id != "starts"]
+    assert runtime and all(c.status is Status.SKIP for c in runtime)
+    assert_nothing_left(engine, SESSION_FILTER)

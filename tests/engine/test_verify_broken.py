@@ -36,6 +36,12 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
         "ENTRYPOINT []\nCMD /usr/libexec/s2i/run",
         frozenset({"init-pid1", "sigterm"}),
     ),
+    # No init, exec form: the run script execs the server, so the notebook
+    # server itself is PID 1 and never waits for orphans (seed 001's zombies).
+    "no-init": (
+        'ENTRYPOINT []\nCMD ["/usr/libexec/s2i/run"]',
+        frozenset({"init-pid1", "reaps-orphans"}),
+    ),
     "home-not-group-writable": (
         "USER 0\nRUN chmod 0755 /home/jovyan\nUSER 1001",
         frozenset({"home-group-writable"}),
@@ -50,6 +56,14 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
         "USER 0\nRUN printf 'c.IdentityProvider.token = \"\"\\n' "
         "> /opt/app-root/venv/etc/jupyter/jupyter_server_config.py\nUSER 1001",
         frozenset({"api-auth"}),
+    ),
+    # Beyond the issue's list, so that every runtime check has an image that
+    # fails it: no nss_wrapper, so a random UID has no name...
+    "no-user-name": ('ENV LD_PRELOAD=""', frozenset({"user-named"})),
+    # ...and a server whose files are not group-writable.
+    "umask-022": (
+        "USER 0\nRUN sed -i 's/^umask 0002$/umask 0022/' /usr/libexec/s2i/run\nUSER 1001",
+        frozenset({"file-group-writable"}),
     ),
     "ignores-sigterm": (
         f'USER 0\nRUN {STUBBORN}\nUSER 1001\nENTRYPOINT ["tini", "--"]\n'

@@ -16,11 +16,11 @@ import pytest
 
 from nbs2i import report as fmt
 from nbs2i.checks import CATALOGUE, SPECS, CheckResult, Status, VerifyReport, result
-from nbs2i.engine import Engine
+from nbs2i.engine import Engine, ExecResult
 from nbs2i.errors import UsageError
 from nbs2i.imagefs import FileFacts, normalise, scan_tar
 from nbs2i.verify import VerifyOptions, verify
-from nbs2i.verify_runtime import Proc, parse_proc_stat, server_pid, token_from_logs
+from nbs2i.verify_runtime import Proc, exec_missing, parse_proc_stat, server_pid, token_from_logs
 from nbs2i.verify_static import (
     ImageConfig,
     check_caches,
@@ -301,6 +301,15 @@ def test_token_from_logs() -> None:
     assert token_from_logs(logs) == "8ae8931e485f82a4c31c40f3b2504cb6afab8fe515903a43"
     assert token_from_logs("http://127.0.0.1:8888/lab?token=...") is None
     assert token_from_logs("") is None
+
+
+def test_exec_missing_tells_a_missing_tool_from_a_failing_one() -> None:
+    # What Docker 20.10 answers when the exec'd program is absent (measured).
+    absent = 'OCI runtime exec failed: exec failed: exec: "id": executable file not found in $PATH'
+    assert exec_missing(ExecResult(126, absent))
+    assert exec_missing(ExecResult(126, "exec: /x: stat /x: no such file or directory: unknown"))
+    assert not exec_missing(ExecResult(1, "id: cannot find name for user ID 5"))
+    assert not exec_missing(ExecResult(127, "sh: 1: frob: not found"))
 
 
 def sample_report() -> VerifyReport:
