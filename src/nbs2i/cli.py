@@ -472,7 +472,8 @@ def builder_build_cmd(
 def run_guarded(fn: Callable[[], Any]) -> int:
     """Run the CLI; map every failure to one line and an exit code."""
     try:
-        fn()
+        # Without standalone mode click returns the code a command exits with.
+        code = fn()
     except Nbs2iError as exc:
         if exc.details:
             click.echo(exc.details.rstrip("\n"), err=True)
@@ -497,7 +498,7 @@ def run_guarded(fn: Callable[[], Any]) -> int:
             err=True,
         )
         return 70
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def main() -> None:

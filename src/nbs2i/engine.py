@@ -275,8 +275,14 @@ class Engine:
         """Block until the container exits; its exit code."""
         try:
             result = self._api.wait(container, timeout=timeout)
-        except requests.exceptions.ReadTimeout as exc:
-            raise EngineError(f"container {container[:12]} did not finish in {timeout}s") from exc
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+            # A wait that outlives `timeout` surfaces from urllib3 as a
+            # ConnectionError("Read timed out"), not always as ReadTimeout.
+            if isinstance(exc, requests.exceptions.ReadTimeout) or "timed out" in str(exc):
+                raise EngineError(
+                    f"container {container[:12]} did not finish in {timeout}s"
+                ) from exc
+            raise translate(exc, self.where) from exc
         except docker.errors.DockerException as exc:
             raise translate(exc, self.where) from exc
         return int(result.get("StatusCode", -1))
