@@ -926,3 +926,46 @@ def test_cli_builder_build_streams_progress_and_tags(
     assert bad.stderr.strip().count("\n") == 0, bad.stderr
     assert bad.stderr.startswith(f"nbs2i: error: the base image {missing} is not in the engine")
     assert not engine.image_exists(f"{missing}-x")
+
+
+def _login(base: str, password: str) -> int:
+    """Log in through the login form the way a browser does; the status of
+    /api/status afterwards (with the session cookie only)."""
+    jar = urllib.request.HTTPCookieProcessor()
+    browser = urllib.request.build_opener(urllib.request.ProxyHandler({}), jar)
+    browser.open(f"{base}/login", timeout=5).read()
+    xsrf = next(c.value for c in jar.cookiejar if c.name == "_xsrf")
+    form = f"password={password}&_xsrf={xsrf}".encode()
+    try:
+        browser.open(urllib.request.Request(f"{base}/login", data=form), timeout=5).read()
+        with browser.open(f"{base}/api/status", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_prehashed_password_never_enters_the_container(
+    engine: Engine, track: Tracker, builder_image: str
+) -> None:
+    maker = create(
+        engine,
+        track,
+        builder_image,
+        command=["python3", "-c", "from jupyter_server.auth import passwd; print(passwd('pw-1'))"],
+        publish=False,
+    )
+    engine.start(maker)
+    assert engine.wait(maker, timeout=60) == 0
+    hashed = engine.logs(maker, stderr=False).decode().strip()  # type: ignore[union-attr]
+    assert hashed.startswith("argon2:")
+    cid = create(engine, track, builder_image, env={"JUPYTER_PASSWORD_HASH": hashed})
+    engine.start(cid)
+    wait_ready(engine, cid, "/api")
+    base = f"http://127.0.0.1:{host_port(engine, cid)}"
+    assert http(f"{base}/api/status")[0] == 403
+    assert _login(base, "wrong") in (401, 403)
+    assert _login(base, "pw-1") == 200
+    # A value that is not a hash is refused, not taken as a plain password.
+    bad = create(engine, track, builder_image, env={"JUPYTER_PASSWORD_HASH": "pw-1"}, publish=False)
+    engine.start(bad)
+    assert engine.wait(bad, timeout=30) == 2

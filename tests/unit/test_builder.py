@@ -132,3 +132,14 @@ def test_cli_help_lists_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--from", "--tag", "--ca-bundle", "--pip-index-url"):
         assert option in result.output
+
+
+def test_build_args_carry_base_version_and_index() -> None:
+    request = builder.BuilderRequest(
+        tags=("x/y:1",), base_image="my/debian:12", pip_index_url="https://pypi.corp/simple"
+    )
+    args = builder._build_args(request)
+    assert args["BASE_IMAGE"] == "my/debian:12"
+    assert args["PIP_INDEX_URL"] == "https://pypi.corp/simple"
+    assert args["NBS2I_VERSION"]
+    assert "PIP_INDEX_URL" not in builder._build_args(builder.BuilderRequest(tags=("x/y:1",)))
