@@ -187,7 +187,8 @@ def run_cmd(
         timeout=timeout,
     )
     report = human_reporter(quiet)
-    with connect() as engine:
+    # SIGTERM cleans up like Ctrl-C, while starting too: nothing is left running.
+    with _interrupt_on_sigterm(), connect() as engine:
         server = run.start(engine, request, report)
         where = "no volume: edits are lost when it stops (keep them with --volume NAME)"
         if server.workspace is not None:
@@ -204,14 +205,14 @@ def run_cmd(
             click.echo(f"stop it with: nbs2i stop {server.name}")
             return
         click.echo("==> streaming the server log; Ctrl-C stops and removes it", err=True)
-        with _interrupt_on_sigterm():
-            try:
-                code = run.follow(engine, server, report)
-            except KeyboardInterrupt:
-                click.echo(f"==> stopped and removed {server.name}", err=True)
-                return
+        try:
+            code = run.follow(engine, server, report)
+        except KeyboardInterrupt:
+            click.echo(f"==> stopped and removed {server.name}", err=True)
+            return
         if code != 0:
-            raise click.exceptions.Exit(code)
+            click.echo(f"nbs2i: the server stopped with exit code {code}", err=True)
+            raise SystemExit(code)  # not click's Exit: see verify_cmd
 
 
 @cli.command("stop")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -220,9 +221,18 @@ def server_env(request: RunRequest, token: str | None) -> dict[str, str]:
     if token is not None:
         env["JUPYTER_TOKEN"] = token
     if request.password is not None:
-        # The run script hashes it and removes it from the environment.
-        env["JUPYTER_PASSWORD"] = request.password
+        # Hashed here: a container's own environment stays readable in
+        # /proc/1/environ and `docker inspect`, so the plain password must
+        # never be part of it.
+        env["JUPYTER_PASSWORD_HASH"] = password_hash(request.password)
     return env
+
+
+def password_hash(password: str) -> str:
+    """A salted hash in the `algorithm:salt:hexdigest` form Jupyter checks."""
+    salt = secrets.token_hex(16)
+    digest = hashlib.sha512(password.encode("utf-8") + salt.encode("ascii")).hexdigest()
+    return f"sha512:{salt}:{digest}"
 
 
 def run_labels(request: RunRequest) -> dict[str, str]:
@@ -528,17 +538,3 @@ def stop(engine: Engine, name: str, timeout: int = STOP_TIMEOUT) -> Stopped:
         if mount.get("Destination") == HOME and mount.get("Type") == "volume":
             volume = mount.get("Name")
     return Stopped(name=info.get("Name", name).lstrip("/"), workspace=volume)
-
-
-def describe(server: Server) -> dict[str, Any]:
-    """A JSON-able summary, for --json output and logs."""
-    ws = server.workspace
-    return {
-        "name": server.name,
-        "container": server.container_id,
-        "url": server.url,
-        "port": server.port,
-        "uid": server.uid,
-        "workspace": None if ws is None else {"kind": ws.kind, "source": ws.source},
-        "ready_seconds": round(server.ready_seconds, 3),
-    }

@@ -1,15 +1,14 @@
 """Shared by the `nbs2i run` tests: notebook images built for real, and HTTP to them.
 
-`sample_image()` builds sample-notebooks/ with the real build flow (nbs2i.build
-and the hardened builder) once per test session, unless a `sample_build`
-fixture exists. `Api` speaks Jupyter's REST API on 127.0.0.1 only, never
-through a proxy.
+`build_notebooks()` builds a notebook directory with the real build flow
+(nbs2i.build and the hardened builder); `sample_image()` and `builder()` are the
+session's fixtures for helpers that have a request. `Api` speaks Jupyter's REST
+API on 127.0.0.1 only, never through a proxy.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from nbs2i.engine import Engine
-from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
+from tests.conftest import TEST_LABELS, Tracker
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample-notebooks"
 LECTURES = (
@@ -28,19 +27,20 @@ LECTURES = (
     "04-random-walks.ipynb",
 )
 LABEL_PAIRS = tuple(TEST_LABELS.items())
-_built: dict[str, str] = {}
 
 
 def builder(request: pytest.FixtureRequest) -> str:
-    """The builder image for these tests: the session's, else $NBS2I_TEST_BUILDER, else
-    the default (built on first use by nbs2i.build)."""
-    try:
-        return str(request.getfixturevalue("builder_image"))
-    except pytest.FixtureLookupError:
-        pass
-    from nbs2i import build
+    """The session's builder image (the `builder_image` fixture of tests/conftest.py)."""
+    return str(request.getfixturevalue("builder_image"))
 
-    return os.environ.get("NBS2I_TEST_BUILDER") or build.default_builder()
+
+def sample_image(request: pytest.FixtureRequest, engine: Engine, tracker: Tracker) -> str:
+    """The tag of sample-notebooks/ built once per session (the `sample_build` fixture).
+
+    `engine` and `tracker` are unused: kept for the callers written before the fixture.
+    """
+    del engine, tracker
+    return str(request.getfixturevalue("sample_build").tag)
 
 
 def build_notebooks(
@@ -61,21 +61,9 @@ def build_notebooks(
             container_labels=LABEL_PAIRS,
         ),
     )
+    if result.deps_image:
+        tracker.image(result.deps_image)
     return result.tag
-
-
-def sample_image(request: pytest.FixtureRequest, engine: Engine, tracker: Tracker) -> str:
-    """sample-notebooks/ built once per session (tracked for removal at its end)."""
-    try:
-        value = request.getfixturevalue("sample_build")
-        return str(getattr(value, "tag", value))
-    except pytest.FixtureLookupError:
-        pass
-    ref = builder(request)
-    if ref not in _built:
-        tag = f"nbs2i-test/run-sample:{SESSION_ID}"
-        _built[ref] = build_notebooks(engine, tracker, SAMPLE, tag, ref)
-    return _built[ref]
 
 
 class Api:

@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from nbs2i.engine import Engine
 from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
-from tests.engine.run_support import LECTURES, sample_image
+from tests.engine.run_support import LECTURES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "demo-jupyterlab.png"
@@ -65,10 +65,8 @@ def browse(url: str, *action: str) -> subprocess.CompletedProcess[str]:
         )
 
 
-def test_jupyterlab_shows_the_lecture_notebooks(
-    request: pytest.FixtureRequest, engine: Engine, session_tracker: Tracker, track: Tracker
-) -> None:
-    image = sample_image(request, engine, session_tracker)
+def test_jupyterlab_shows_the_lecture_notebooks(sample_build: Any, track: Tracker) -> None:
+    image = sample_build.tag
     name = track.container(f"nbs2i-test-browser-{SESSION_ID}")
     labels = [f"--label={k}={v}" for k, v in TEST_LABELS.items()]
     env = {k: v for k, v in os.environ.items() if k != "NBS2I_DEBUG"}

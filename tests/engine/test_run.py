@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -21,14 +22,14 @@ from nbs2i import run
 from nbs2i.engine import Engine, ExecResult
 from nbs2i.errors import NotFound
 from tests.conftest import TEST_LABELS, Tracker
-from tests.engine.run_support import LABEL_PAIRS, LECTURES, Api, sample_image
+from tests.engine.run_support import LABEL_PAIRS, LECTURES, Api
 
 URL = re.compile(r"^http://127\.0\.0\.1:(\d+)/lab(?:\?token=([0-9a-f]+))?$")
 
 
-@pytest.fixture(scope="module")
-def image(request: pytest.FixtureRequest, engine: Engine, session_tracker: Tracker) -> str:
-    return sample_image(request, engine, session_tracker)
+@pytest.fixture
+def image(sample_build: Any) -> str:
+    return str(sample_build.tag)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -225,6 +226,21 @@ def test_password_instead_of_token(engine: Engine, image: str, track: Tracker) -
     )
     # One server process ("[-]" keeps the pattern from matching this shell itself).
     assert found.output.split() == ["0"], found.output
+    # The plain password is nowhere in the container: not in its config, not in
+    # any process's environment (PID 1's included, which a kernel could read).
+    config_env = engine.inspect_container(name)["Config"]["Env"] or []
+    assert not any(password in item for item in config_env)
+    leaked = engine.exec(
+        name,
+        [
+            "sh",
+            "-c",
+            'cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n" | grep -cF "$1" || true',
+            "sh",
+            password,
+        ],
+    )
+    assert leaked.output.split() == ["0"], leaked.output
     run.stop(engine, name)
 
 

@@ -188,3 +188,31 @@ def test_root_uid_is_refused(engine: Engine, silent_image: str, case: str) -> No
     line = error_line(nbs2i(*run_args(silent_image, case, "--uid", "0")))
     assert "refusing to run as UID 0" in line
     assert_nothing_left(engine, case)
+
+
+def test_sigterm_while_waiting_leaves_nothing(engine: Engine, silent_image: str, case: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NBS2I_DEBUG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbs2i", *run_args(silent_image, case, "--timeout", "60")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        # Wait (bounded) until its container exists, then stop nbs2i itself.
+        label = f"nbs2i.test.case={case}"
+        deadline = time.monotonic() + 30
+        while not engine.containers(labels=[label]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert engine.containers(labels=[label]), "the container never appeared"
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, err
+    assert "everything this run started was removed" in err
+    assert_nothing_left(engine, case)

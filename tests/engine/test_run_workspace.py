@@ -18,6 +18,7 @@ import stat
 import tarfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,20 +32,18 @@ from tests.engine.run_support import (
     SAMPLE,
     Api,
     build_notebooks,
-    builder,
     cells_text,
     kernel_runs,
     new_notebook,
-    sample_image,
     with_cell,
 )
 
 EDITED = LECTURES[0]
 
 
-@pytest.fixture(scope="module")
-def image(request: pytest.FixtureRequest, engine: Engine, session_tracker: Tracker) -> str:
-    return sample_image(request, engine, session_tracker)
+@pytest.fixture
+def image(sample_build: Any) -> str:
+    return str(sample_build.tag)
 
 
 def volume_name(track: Tracker) -> str:
@@ -62,7 +61,7 @@ def other_uid(uid: int) -> int:
 
 
 def test_edits_survive_a_newer_image_and_a_new_uid(
-    request: pytest.FixtureRequest,
+    builder_image: str,
     engine: Engine,
     image: str,
     track: Tracker,
@@ -92,7 +91,7 @@ def test_edits_survive_a_newer_image_and_a_new_uid(
     nb = json.loads((newer / EDITED).read_text(encoding="utf-8"))
     (newer / EDITED).write_text(json.dumps(with_cell(nb, teacher)), encoding="utf-8")
     tag = f"nbs2i-test/run-sample-v2:{SESSION_ID}"
-    build_notebooks(engine, session_tracker, newer, tag, builder(request))
+    build_notebooks(engine, session_tracker, newer, tag, builder_image)
 
     second = start(engine, track, tag, volume=volume, uid=other_uid(first.uid))
     assert second.uid != first.uid

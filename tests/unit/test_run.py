@@ -7,9 +7,12 @@ behaviour is covered in tests/engine/test_run*.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -62,7 +65,12 @@ def test_env_and_labels() -> None:
     req = run.RunRequest(image="img", env=(("A", "1"),), labels=(("t", "1"),))
     assert run.server_env(req, "tok") == {"A": "1", "JUPYTER_TOKEN": "tok"}
     pw = run.RunRequest(image="img", password="pw")
-    assert run.server_env(pw, None) == {"JUPYTER_PASSWORD": "pw"}
+    env = run.server_env(pw, None)
+    assert list(env) == ["JUPYTER_PASSWORD_HASH"]  # never the plain password
+    algorithm, salt, digest = env["JUPYTER_PASSWORD_HASH"].split(":")
+    assert algorithm == "sha512" and len(salt) == 32
+    assert digest == hashlib.sha512(b"pw" + salt.encode()).hexdigest()
+    assert run.server_env(pw, None) != env  # salted afresh each time
     assert run.run_labels(req) == {"t": "1", "nbs2i.role": "run", "nbs2i.image": "img"}
 
 
@@ -243,3 +251,40 @@ def test_bad_names_are_usage_errors() -> None:
         run.container_name("-bad")
     assert run.container_name(None).startswith("nbs2i-run-")
     assert run.container_name("nbs2i-demo") == "nbs2i-demo"
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("NBS2I_DEBUG", "NBS2I_PASSWORD")}
+    return subprocess.run(
+        [sys.executable, "-m", "nbs2i", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **env, "DOCKER_HOST": "tcp://127.0.0.1:1"},  # never reached
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--uid", "abc"], "'abc' is not 'random' or a number"),
+        (["--env", "NOEQUALS"], "'NOEQUALS' is not K=V"),
+        (["--label", "=v"], "'=v' is not K=V"),
+        (["--port", "70000"], "70000 is not in the range"),
+        (["--timeout", "0"], "--timeout"),
+        (["--password"], "without one, set NBS2I_PASSWORD"),
+    ],
+)
+def test_cli_usage_errors_before_any_engine_call(args: list[str], message: str) -> None:
+    result = _cli("run", "some/image", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_run_help_names_the_defaults() -> None:
+    result = _cli("run", "--help")
+    assert result.returncode == 0
+    for text in ("--volume", "--detach", "--uid", "1000000000-1000999999", "127.0.0.1"):
+        assert text in result.stdout
