@@ -3,6 +3,8 @@
 1. A copy of sample-notebooks/ without requirements.txt onto a present builder:
    median of `nbs2i build` vs `docker build` (no cache) of a Dockerfile FROM the
    same builder with `COPY --chown=1001:0`, through the engine; their ratio.
+   Also `nbs2i build --always-assemble`, which starts the assemble container
+   that the default build skips when assemble would only move the files.
 2. sample-notebooks/ with its dependencies: a cold build (a fresh dependency
    layer: requirements.txt gets a unique comment line), then rebuilds after
    editing one notebook, as a fraction of the cold build.
@@ -49,13 +51,16 @@ def content_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
 
 
-def nbs2i_build(engine: Engine, src: Path, tag: str, builder: str) -> tuple[float, object]:
+def nbs2i_build(
+    engine: Engine, src: Path, tag: str, builder: str, *, always_assemble: bool = False
+) -> tuple[float, object]:
     request = BuildRequest(
         source=str(src),
         tag=tag,
         builder=builder,
         ca_bundle=default_ca_bundle(),
         container_labels=tuple(LABELS.items()),
+        always_assemble=always_assemble,
     )
     start = time.perf_counter()
     result = build(engine, request)
@@ -124,12 +129,16 @@ def main() -> int:
         tag_n = f"nbs2i-bench/nodeps:{RUN_ID}"
         tag_d = f"nbs2i-bench/dockerfile:{RUN_ID}"
         tags += [tag_n, tag_d]
-        ours, theirs = [], []
+        tag_a = f"nbs2i-bench/assembled:{RUN_ID}"
+        tags.append(tag_a)
+        ours, theirs, assembled = [], [], []
         for _ in range(opts.runs):
             ours.append(nbs2i_build(engine, nodeps, tag_n, builder)[0])
             theirs.append(docker_build(engine, nodeps, tag_d, builder))
             engine.remove_image(tag_d)  # keep the next docker build from reusing anything
+            assembled.append(nbs2i_build(engine, nodeps, tag_a, builder, always_assemble=True)[0])
         ours_m, theirs_m = statistics.median(ours), statistics.median(theirs)
+        assembled_m = statistics.median(assembled)
         content = content_size(nodeps)
         layer = top_layer_size(engine, tag_n)
         report["nodeps"] = {
@@ -138,6 +147,9 @@ def main() -> int:
             "nbs2i_median_s": round(ours_m, 2),
             "docker_median_s": round(theirs_m, 2),
             "ratio": round(ours_m / theirs_m, 2),
+            "always_assemble_s": [round(t, 2) for t in assembled],
+            "always_assemble_median_s": round(assembled_m, 2),
+            "always_assemble_ratio": round(assembled_m / theirs_m, 2),
             "content_bytes": content,
             "layer_bytes": layer,
             "layer_over_content": round(layer / content, 3),
@@ -204,6 +216,10 @@ def main() -> int:
     print(
         f"no deps: nbs2i build median {n['nbs2i_median_s']:.2f} s, docker build (COPY --chown) "
         f"median {n['docker_median_s']:.2f} s, ratio {n['ratio']:.2f} (target <= 1.5)"
+    )
+    print(
+        f"         nbs2i build --always-assemble (runs the assemble container) median "
+        f"{n['always_assemble_median_s']:.2f} s, ratio {n['always_assemble_ratio']:.2f}"
     )
     print(
         f"with deps: cold {d['cold_s']:.1f} s, notebook-only rebuild median "

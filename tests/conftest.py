@@ -116,7 +116,7 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> str:
 def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -> Any:
     """sample-notebooks/ built once with `builder_image` (nbs2i.build.BuildResult:
     .tag, .image_id, .deps_image); tagged nbs2i-test/sample:<SESSION_ID>, removed at
-    the end with its dependency layer."""
+    the end with the dependency layer it made."""
     from pathlib import Path
 
     from nbs2i.build import BuildRequest, build, default_ca_bundle
@@ -134,7 +134,9 @@ def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -
         result = build(engine, request)
     except Nbs2iError as exc:
         pytest.fail(f"sample-notebooks did not build: {exc}\n{exc.details}", pytrace=False)
-    if result.deps_image:
+    # A dependency layer this session did not make is a cache someone else owns
+    # (the same builder and requirements make the same key): it stays.
+    if result.deps_image and not result.deps_reused:
         session_tracker.image(result.deps_image)
     return result
 

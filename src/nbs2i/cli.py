@@ -301,6 +301,12 @@ def _interrupt_on_sigterm() -> Iterator[None]:
     show_default=True,
     help="Install requirements.txt in a cached layer of its own.",
 )
+@click.option(
+    "--always-assemble",
+    is_flag=True,
+    help="Run assemble even when it would only move the files into place "
+    "(by default nbs2i then writes them there directly).",
+)
 @click.option("--as-dockerfile", default=None, metavar="DIR", help="Write a Dockerfile instead.")
 @click.option("--run", "run_after", is_flag=True, help="Start the image as `nbs2i run` would.")
 @click.option(
@@ -336,6 +342,7 @@ def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
         labels=_pairs(opts["label"], "--label"),
         incremental=opts["incremental"],
         dependency_layer=opts["dependency_layer"],
+        always_assemble=opts["always_assemble"],
         container_labels=_pairs(opts["container_label"], "--container-label"),
     )
     report = json_reporter if opts["as_json"] else human_reporter(opts["quiet"])

@@ -447,3 +447,23 @@ class Engine:
             yield from stream
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise translate(exc, self.where) from exc
+
+
+class Leftovers:
+    """Containers and volumes that one operation created: `remove_all` removes them,
+    whatever happened (success, failure, Ctrl-C). What is handed over is dropped
+    from the lists first."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.containers: list[str] = []
+        self.volumes: list[str] = []
+
+    def remove_all(self) -> None:
+        for cid in reversed(self.containers):
+            with contextlib.suppress(EngineError):
+                self.engine.remove_container(cid)
+        for name in reversed(self.volumes):
+            with contextlib.suppress(EngineError):
+                self.engine.remove_volume(name)
+        self.containers, self.volumes = [], []

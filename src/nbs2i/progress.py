@@ -6,7 +6,7 @@ them into readable lines, or into one JSON object a line for CI logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,3 +25,15 @@ Reporter = Callable[[Event], None]
 
 def silent(_event: Event) -> None:
     """A reporter that drops everything (library default)."""
+
+
+def lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Decoded lines of a byte stream (a container's output), as they complete."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        for line in whole:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace").rstrip("\r")

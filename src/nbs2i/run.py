@@ -33,14 +33,14 @@ import stat
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbs2i.engine import Engine
+from nbs2i.engine import Engine, Leftovers
 from nbs2i.errors import EngineError, NotFound, RunError, SecurityError, UsageError
-from nbs2i.progress import Event, Reporter, silent
+from nbs2i.progress import Event, Reporter, lines, silent
 
 # OpenShift restricted-v2 gives each namespace a UID block like this one.
 UID_MIN = 1_000_000_000
@@ -299,25 +299,8 @@ def check_directory(path: Path, uid: int) -> None:
 # -- the engine side -----------------------------------------------------------
 
 
-class _Cleanup:
-    """What this start created, removed again if the start fails or is interrupted."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.container: str | None = None
-        self.volume: str | None = None
-
-    def undo(self) -> None:
-        if self.container is not None:
-            with contextlib.suppress(EngineError):
-                self.engine.remove_container(self.container)
-        if self.volume is not None:
-            with contextlib.suppress(EngineError):
-                self.engine.remove_volume(self.volume)
-
-
 def prepare_workspace(
-    engine: Engine, request: RunRequest, uid: int, cleanup: _Cleanup
+    engine: Engine, request: RunRequest, uid: int, cleanup: Leftovers
 ) -> Workspace | None:
     spec = request.volume
     if spec is None:
@@ -336,7 +319,7 @@ def prepare_workspace(
     except NotFound:
         labels = {**dict(request.labels), ROLE_LABEL: WORKSPACE_ROLE}
         engine.create_volume(spec, labels=labels)
-        cleanup.volume = spec
+        cleanup.volumes.append(spec)
         return Workspace("volume", spec, created=True)
     return Workspace("volume", spec, created=False)
 
@@ -360,13 +343,13 @@ def start(engine: Engine, request: RunRequest, report: Reporter = silent) -> Ser
     token = None if request.password is not None else (request.token or new_token())
     port_in = exposed_port(info)
 
-    cleanup = _Cleanup(engine)
+    cleanup = Leftovers(engine)
     try:
         workspace = prepare_workspace(engine, request, uid, cleanup)
         report(Event("step", f"starting {request.image} as UID {uid}, GID 0", {"uid": uid}))
         began = time.monotonic()
         try:
-            cleanup.container = engine.create_container(
+            cid = engine.create_container(
                 request.image,
                 name=name,
                 user=f"{uid}:0",
@@ -383,19 +366,20 @@ def start(engine: Engine, request: RunRequest, report: Reporter = silent) -> Ser
                     f"stop it with `nbs2i stop {name}`, or choose another --name",
                 ) from exc
             raise
+        cleanup.containers.append(cid)
         try:
-            engine.start(cleanup.container)
+            engine.start(cid)
         except EngineError as exc:
             if is_port_taken_error(exc):
                 raise port_taken(request.port) from exc
             raise
-        port = published_port(engine, cleanup.container, port_in) or request.port
-        wait_until_ready(engine, cleanup.container, port, token, request.timeout)
+        port = published_port(engine, cid, port_in) or request.port
+        wait_until_ready(engine, cid, port, token, request.timeout)
         ready = time.monotonic() - began
     except BaseException:
-        cleanup.undo()
+        cleanup.remove_all()
         raise
-    return Server(cleanup.container, name, request.image, port, uid, token, workspace, ready)
+    return Server(cid, name, request.image, port, uid, token, workspace, ready)
 
 
 def published_port(engine: Engine, container: str, port_in: int) -> int | None:
@@ -479,17 +463,6 @@ def _log_tail(engine: Engine, container: str) -> str:
 # -- foreground, stop ------------------------------------------------------------
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *done, pending = pending.split(b"\n")
-        for line in done:
-            yield line.decode("utf-8", "replace")
-    if pending:
-        yield pending.decode("utf-8", "replace")
-
-
 def follow(engine: Engine, server: Server, report: Reporter = silent) -> int:
     """Stream the server's log until it exits or the user interrupts.
 
@@ -499,7 +472,7 @@ def follow(engine: Engine, server: Server, report: Reporter = silent) -> int:
     try:
         stream = engine.logs(server.container_id, follow=True, tail="all")
         assert not isinstance(stream, bytes)
-        for line in _lines(stream):
+        for line in lines(stream):
             report(Event("output", line))
         code = engine.wait(server.container_id, timeout=STOP_TIMEOUT + 5)
     except BaseException:

@@ -164,6 +164,57 @@ def test_sample_copy_without_requirements_has_no_dependency_layer(
     assert_nothing_left(engine)
 
 
+def _tree(engine: Engine, image: str) -> list[str]:
+    """Owner, mode, size, checksum and name of everything under DEST."""
+    script = (
+        f"cd {DEST} && find . -printf '%U:%G %m %s %p\\n' | sort"
+        " && find . -type f | sort | xargs md5sum"
+    )
+    code, text = run_in_image(engine, image, ["sh", "-c", script], TEST_LABELS)
+    assert code == 0, text
+    return text.splitlines()
+
+
+def test_placing_files_directly_equals_running_assemble(
+    engine: Engine, track: Tracker, builder_image: str, tmp_path: Path
+) -> None:
+    """With nothing for assemble to do but move the files, nbs2i writes them into
+    the notebook directory itself: the image must be the one assemble makes."""
+    src = tmp_path / "nodeps"
+    shutil.copytree(SAMPLES, src)
+    (src / "requirements.txt").unlink()
+    (src / "tools").mkdir()
+    (src / "tools" / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (src / "tools" / "run.sh").chmod(0o700)
+    (src / "latest.ipynb").symlink_to("01-python-basics.ipynb")
+    direct_tag = track.image(f"nbs2i-test/sample-direct:{SESSION_ID}")
+    assembled_tag = track.image(f"nbs2i-test/sample-assembled:{SESSION_ID}")
+    events: list[Event] = []
+    direct = build(engine, build_request(src, direct_tag, builder_image), events.append)
+    assembled = build(
+        engine, build_request(src, assembled_tag, builder_image, always_assemble=True)
+    )
+    assert direct.direct and not assembled.direct
+    assert not [e for e in events if e.kind == "output"], "assemble ran"
+    assert _tree(engine, direct_tag) == _tree(engine, assembled_tag)
+    assert "./tools/run.sh" in " ".join(_tree(engine, direct_tag))
+    one, two = (engine.inspect_image(t)["Config"] for t in (direct_tag, assembled_tag))
+    for key in ("Entrypoint", "Cmd", "User", "Env", "WorkingDir", "ExposedPorts"):
+        assert one[key] == two[key], key
+    ignore = {"io.k8s.display-name", "org.opencontainers.image.created"}
+    assert {k: v for k, v in one["Labels"].items() if k not in ignore} == {
+        k: v for k, v in two["Labels"].items() if k not in ignore
+    }
+    # The direct layer holds the notebooks and nothing else (no /tmp, no mount points).
+    assert len(engine.history(direct_tag)) == len(engine.history(builder_image)) + 1
+    needles = [b"tmp/", b"run/nbs2i"]
+    extra = set(find_in_layers(engine, direct_tag, needles)) - set(
+        find_in_layers(engine, builder_image, needles)
+    )
+    assert extra == set(), f"the direct layer holds more than the notebooks: {extra}"
+    assert_nothing_left(engine)
+
+
 def test_build_then_run(
     engine: Engine, track: Tracker, sample_build: Any, builder_image: str, tmp_path: Path
 ) -> None:

@@ -192,6 +192,9 @@ def run_in_kernel(server: Server, code: str, timeout: float = 30.0) -> str:
             )
         )
         out: list[str] = []
+        # The reply (shell channel) may overtake the output (iopub channel): the
+        # output is complete once iopub says the kernel is idle again.
+        replied = idle = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = json.loads(conn.recv())
@@ -203,6 +206,10 @@ def run_in_kernel(server: Server, code: str, timeout: float = 30.0) -> str:
             elif kind == "error":
                 pytest.fail("kernel error: " + "\n".join(msg["content"]["traceback"]))
             elif kind == "execute_reply":
+                replied = True
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+            if replied and idle:
                 return "".join(out)
         pytest.fail(f"no execute_reply within {timeout}s")
     finally:

@@ -21,6 +21,7 @@ import pytest
 
 from nbs2i import run
 from nbs2i.errors import RunError, SecurityError, UsageError
+from nbs2i.progress import lines
 
 
 def test_random_uid_is_in_openshift_range_and_varies() -> None:
@@ -171,8 +172,8 @@ def test_exposed_port() -> None:
 
 
 def test_lines_splits_chunks() -> None:
-    chunks = [b"a\nb", b"c\n", b"\nd"]
-    assert list(run._lines(iter(chunks))) == ["a", "bc", "", "d"]
+    chunks = [b"a\nb", b"c\r\n", b"\nd\xff"]
+    assert list(lines(iter(chunks))) == ["a", "bc", "", "d\ufffd"]
     assert run.last_lines("\n".join(str(i) for i in range(30)) + "\n", 3) == "27\n28\n29"
 
 
