@@ -566,8 +566,11 @@ def _direct_dest(
     dest = image_env.get("NOTEBOOK_DIR", "")
     if not dest.startswith("/") or plan.env.get("NOTEBOOK_DIR", dest) != dest:
         return ""
+    shipped = _shipped_assemble()
     assemble = plan.scripts.require("assemble", plan.builder)
-    return dest if _read_file(engine, cid, assemble.path) == _shipped_assemble() else ""
+    if shipped is None or _read_file(engine, cid, assemble.path) != shipped:
+        return ""
+    return dest
 
 
 def _shipped_assemble() -> bytes | None:

@@ -295,3 +295,27 @@ def test_a_failing_requirement_fails_the_build_with_pips_lines(
     assert len(caught.value.details.splitlines()) <= 20
     assert not engine.image_exists(out)
     assert_nothing_left(engine)
+
+
+def test_the_default_builder_is_built_on_first_use(
+    engine: Engine, track: Tracker, builder_image: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """No --builder and no nbs2i/builder:<version>: the build makes the builder first.
+    (The default tags are redirected to a test tag so the user's builder is untouched;
+    builder_image has warmed the build cache, so this is a cached build.)"""
+    import nbs2i.build
+
+    default = track.image(f"nbs2i-test/default-builder:{SESSION_ID}")
+    monkeypatch.setattr(nbs2i.build, "builder_tags", lambda: (default,))
+    assert not engine.image_exists(default)
+    src = tmp_path / "lecture"
+    src.mkdir()
+    (src / "hello.ipynb").write_text((SAMPLES / "01-python-basics.ipynb").read_text())
+    out = track.image(f"nbs2i-test/on-default:{SESSION_ID}")
+    events: list[Event] = []
+    result = build(engine, build_request(src, out, ""), events.append)
+    assert result.builder == default and engine.image_exists(default)
+    assert any("(first use)" in e.message for e in events if e.kind == "step")
+    code, listing = run_in_image(engine, out, ["ls", DEST], TEST_LABELS)
+    assert (code, listing.split()) == (0, ["hello.ipynb"])
+    assert_nothing_left(engine)
