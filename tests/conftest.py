@@ -8,6 +8,7 @@ session is still in the engine, and removes it.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -90,10 +91,12 @@ def tiny_builder(engine: Engine, session_tracker: Tracker) -> str:
 
 
 @pytest.fixture(scope="session")
-def builder_image(engine: Engine, session_tracker: Tracker) -> str:
+def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
     """The builder image built from the current s2i/ through nbs2i.builder,
     tagged nbs2i-test/builder:<SESSION_ID> and untagged at the end.
-    NBS2I_TEST_BUILDER=<image> reuses an existing image instead (fast iteration)."""
+    NBS2I_TEST_BUILDER=<image> reuses an existing image instead (fast iteration).
+    A build-stage image (the engine's cache of the pip step) that this session
+    made is removed at the end too; one that was there before stays."""
     import os
 
     from nbs2i import builder
@@ -102,14 +105,22 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> str:
     if reuse:
         if not engine.image_exists(reuse):
             pytest.fail(f"NBS2I_TEST_BUILDER={reuse} is not in the engine", pytrace=False)
-        return reuse
+        yield reuse
+        return
+    stage_label = ["io.nbs2i.build-stage"]
+    stages_before = {i["Id"] for i in engine.images(labels=stage_label)}
     tag = f"nbs2i-test/builder:{SESSION_ID}"
     request = builder.BuilderRequest(tags=(tag,), ca_bundle=builder.default_ca_bundle())
     try:
         builder.build_builder(engine, request)
     except Nbs2iError as exc:
         pytest.fail(f"the builder image did not build: {exc}\n{exc.details}", pytrace=False)
-    return session_tracker.image(tag)
+    yield session_tracker.image(tag)
+    for image in engine.images(labels=stage_label):
+        tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+        if image["Id"] not in stages_before and not tags:
+            with contextlib.suppress(Nbs2iError):
+                engine.remove_image(image["Id"])
 
 
 @pytest.fixture(scope="session")
