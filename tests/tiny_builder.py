@@ -170,6 +170,14 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def one_notebook(tmp_path: Path, name: str = "src") -> Path:
+    """A source directory holding one empty notebook, a.ipynb."""
+    src = tmp_path / name
+    src.mkdir()
+    (src / "a.ipynb").write_text("{}")
+    return src
+
+
 def make_repo(path: Path, content: Path, subdir: str = "") -> str:
     """A Git repo at path holding a copy of content (under subdir); returns the commit."""
     import shutil

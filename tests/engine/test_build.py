@@ -21,7 +21,7 @@ from nbs2i.build import BuildRequest, Injection, build, run_usage
 from nbs2i.engine import Engine
 from nbs2i.progress import Event
 from tests.conftest import SESSION_FILTER, SESSION_ID, TEST_LABELS, Tracker
-from tests.tiny_builder import find_in_layers, git, make_repo, run_in_image
+from tests.tiny_builder import find_in_layers, git, make_repo, one_notebook, run_in_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = REPO_ROOT / "sample-notebooks"
@@ -166,9 +166,8 @@ def test_file_url_with_ref_and_context_dir(
 def test_environment_precedence(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
+    src = one_notebook(tmp_path)
     (src / ".s2i").mkdir(parents=True)
-    (src / "a.ipynb").write_text("{}")
     (src / ".s2i" / "environment").write_text("A=from-s2i\nB=from-s2i\nC=from-s2i\n")
     env_file = tmp_path / "build.env"
     env_file.write_text("B=from-E\nC=from-E\n")
@@ -184,9 +183,8 @@ def test_environment_precedence(
 def test_scripts_from_the_repository_then_scripts_url(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
+    src = one_notebook(tmp_path)
     (src / ".s2i" / "bin").mkdir(parents=True)
-    (src / "a.ipynb").write_text("{}")
     (src / ".s2i" / "bin" / "assemble").write_text(
         "#!/bin/sh\nset -eu\necho 'repo assemble override'\nexec /usr/libexec/s2i/assemble\n"
     )
@@ -255,9 +253,7 @@ def test_dependency_layer_is_reused_by_a_notebook_only_rebuild(
 def test_incremental_hands_artifacts_to_assemble(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.ipynb").write_text("{}")
+    src = one_notebook(tmp_path)
     out = track.image(tag("incr"))
     events: list[Event] = []
     first = build(engine, build_request(src, out, tiny_builder, incremental=True), events.append)
@@ -276,9 +272,8 @@ def test_incremental_hands_artifacts_to_assemble(
 def test_incremental_falls_back_to_a_clean_build(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
+    src = one_notebook(tmp_path)
     (src / ".s2i" / "bin").mkdir(parents=True)
-    (src / "a.ipynb").write_text("{}")
     (src / ".s2i" / "bin" / "save-artifacts").write_text("#!/bin/sh\necho broken >&2\nexit 4\n")
     out = track.image(tag("incr-fail"))
     build(engine, build_request(src, out, tiny_builder))
@@ -343,9 +338,7 @@ def test_usage_runs_the_usage_script(engine: Engine, tiny_builder: str) -> None:
 
 
 def test_cli_json_events_and_usage(tiny_builder: str, track: Tracker, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.ipynb").write_text("{}")
+    src = one_notebook(tmp_path)
     out = track.image(tag("json"))
     labels = [a for k, v in TEST_LABELS.items() for a in ("--container-label", f"{k}={v}")]
     done = nbs2i_cli("build", str(src), out, "--builder", tiny_builder, "--json", *labels)
@@ -418,9 +411,7 @@ def test_ctrl_c_during_assemble_leaves_nothing(
 def test_network_and_assemble_user_options(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.ipynb").write_text("{}")
+    src = one_notebook(tmp_path)
     out = track.image(tag("opts"))
     events: list[Event] = []
     build(

@@ -14,7 +14,7 @@ import pytest
 from nbs2i.engine import Engine
 from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
 from tests.engine.test_build import assert_nothing_left
-from tests.tiny_builder import derived, make_repo
+from tests.tiny_builder import derived, make_repo, one_notebook
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample-notebooks"
 LABEL_ARGS = [a for k, v in TEST_LABELS.items() for a in ("--container-label", f"{k}={v}")]
@@ -171,9 +171,7 @@ def test_unreachable_engine(engine: Engine, tiny_builder: str, repo: Path) -> No
 def test_symlink_leaving_the_source_is_refused_before_any_container(
     engine: Engine, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.ipynb").write_text("{}")
+    src = one_notebook(tmp_path)
     (src / "passwd").symlink_to("/etc/passwd")
     err = fail(str(src), out("link"), "--builder", tiny_builder)
     assert "symlink" in err.splitlines()[-1]

@@ -18,7 +18,7 @@ from nbs2i.errors import BuildError
 from nbs2i.progress import Event
 from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
 from tests.engine.test_build import SAMPLES, assert_nothing_left, build_request
-from tests.tiny_builder import find_in_layers, git, make_repo, run_in_image
+from tests.tiny_builder import find_in_layers, git, make_repo, one_notebook, run_in_image
 
 NOTEBOOKS = sorted(p.name for p in SAMPLES.glob("*.ipynb"))
 DEST = "/opt/app-root/src"
@@ -283,9 +283,7 @@ def test_build_then_run(
 def test_a_failing_requirement_fails_the_build_with_pips_lines(
     engine: Engine, builder_image: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "bad"
-    src.mkdir()
-    (src / "a.ipynb").write_text("{}")
+    src = one_notebook(tmp_path, "bad")
     (src / "requirements.txt").write_text("nbs2i-surely-no-such-package-here==0.0.1\n")
     out = f"nbs2i-test/sample-bad:{SESSION_ID}"
     with pytest.raises(BuildError) as caught:
