@@ -1,38 +1,36 @@
 """The only module that talks to Docker.
 
-Everything else asks an `Engine` for what it needs. The engine:
+Everything else asks a `Docker` (the Protocol below; `Engine` is the real one,
+tests bring fakes) for what it needs, in nbs2i's own types: a `ContainerSpec`
+in, an `ImageInfo` or `ContainerInfo` out, one return type per call. Raw
+engine JSON and docker-py keyword arguments never leave this module.
+
+The real engine:
 
 - connects from the standard environment (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`,
   `DOCKER_CERT_PATH`) and negotiates the API version, so Debian's docker.io
   (API 1.41) and newer engines both work;
 - turns "no engine" into one line that says where it looked and what to do;
 - retries transient faults (connection reset, 5xx, timeouts) with tenacity,
-  bounded in attempts and time, and never retries a user error;
+  bounded in attempts and time, never a user error, never a streamed upload;
 - translates docker-py's exceptions into `nbs2i.errors` types.
+
+docker-py (and requests under it) is imported when an engine is connected,
+not when this module is: `nbs2i --help` and `--as-dockerfile` never pay for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import docker
-import docker.constants
-import docker.errors
-import requests.exceptions
-from docker.utils import kwargs_from_env
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-)
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nbs2i.errors import EngineError, EngineUnavailable, NotFound
+
+if TYPE_CHECKING:
+    import docker
 
 T = TypeVar("T")
 
@@ -43,6 +41,8 @@ RETRY_SECONDS = 30.0
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 # A 500 that is really the caller's mistake; retrying cannot help.
 _PERMANENT_500_HINTS = ("no such", "not found", "invalid", "executable file", "conflict")
+# The oldest API nbs2i speaks (Docker 1.12); Debian's docker.io speaks 1.41.
+MINIMUM_API = "1.24"
 
 ENGINE_HINT = (
     "start one with `scripts/ensure-engine` (root on Debian/Ubuntu), "
@@ -50,13 +50,350 @@ ENGINE_HINT = (
 )
 
 
+# -- what goes in ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A volume (by name) or a host directory (absolute path) mounted at `target`."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source.startswith("/")
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """A container TCP port published on host_ip:host_port (0: the engine picks)."""
+
+    container_port: int
+    host_ip: str
+    host_port: int = 0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything a container is created with."""
+
+    image: str
+    command: tuple[str, ...] | None = None  # None: the image's CMD
+    entrypoint: tuple[str, ...] | None = None  # None: the image's; (): cleared
+    user: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+    working_dir: str = ""
+    mounts: tuple[Mount, ...] = ()
+    tmpfs: Mapping[str, str] = field(default_factory=dict)  # path -> mount options
+    read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    ports: tuple[PortBinding, ...] = ()
+    network: str = ""  # "" the engine's default; "none" no network at all
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """A `docker build` of an in-memory context."""
+
+    context: bytes  # a tar
+    tag: str
+    buildargs: Mapping[str, str] = field(default_factory=dict)
+    target: str = ""
+    nocache: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+# -- what comes out ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The runtime config of an image (what `docker inspect` shows as Config)."""
+
+    user: str = ""
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)  # in the image's order
+    labels: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    exposed_ports: tuple[str, ...] = ()  # "8888/tcp"
+    volumes: tuple[str, ...] = ()
+    stop_signal: str = ""
+    healthcheck: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any] | None) -> ImageConfig:
+        raw = raw or {}
+        env: dict[str, str] = {}
+        for item in raw.get("Env") or ():
+            name, _, value = str(item).partition("=")
+            env[name] = value
+        return cls(
+            user=str(raw.get("User") or ""),
+            entrypoint=tuple(raw.get("Entrypoint") or ()),
+            cmd=tuple(raw.get("Cmd") or ()),
+            env=env,
+            labels=dict(raw.get("Labels") or {}),
+            working_dir=str(raw.get("WorkingDir") or ""),
+            exposed_ports=tuple(sorted(raw.get("ExposedPorts") or {})),
+            volumes=tuple(sorted(raw.get("Volumes") or {})),
+            stop_signal=str(raw.get("StopSignal") or ""),
+            healthcheck=raw.get("Healthcheck") or None,
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The engine's JSON shape (commit config, image config files)."""
+        raw: dict[str, Any] = {
+            "User": self.user,
+            "Entrypoint": list(self.entrypoint) or None,
+            "Cmd": list(self.cmd) or None,
+            "Env": [f"{k}={v}" for k, v in self.env.items()],
+            "Labels": dict(self.labels),
+            "WorkingDir": self.working_dir,
+            "ExposedPorts": {port: {} for port in self.exposed_ports} or None,
+            "Volumes": {path: {} for path in self.volumes} or None,
+        }
+        if self.stop_signal:
+            raw["StopSignal"] = self.stop_signal
+        if self.healthcheck:
+            raw["Healthcheck"] = dict(self.healthcheck)
+        return raw
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str  # sha256:...
+    tags: tuple[str, ...]
+    config: ImageConfig
+    layers: tuple[str, ...] = ()  # the root filesystem's diff ids, lowest first
+    created: str = ""
+    architecture: str = ""
+    os: str = ""
+    size: int = 0
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> ImageInfo:
+        return cls(
+            id=str(raw.get("Id") or ""),
+            tags=tuple(t for t in raw.get("RepoTags") or () if t != "<none>:<none>"),
+            config=ImageConfig.from_api(raw.get("Config")),
+            layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
+            created=str(raw.get("Created") or ""),
+            architecture=str(raw.get("Architecture") or ""),
+            os=str(raw.get("Os") or ""),
+            size=int(raw.get("Size") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    created: int  # epoch seconds
+    size: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of `docker history`, newest first as the engine gives them."""
+
+    created: int  # epoch seconds
+    created_by: str
+    comment: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    kind: str  # "volume", "bind", "tmpfs"
+    name: str  # the volume's name, or the host path
+    destination: str
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image_id: str
+    labels: Mapping[str, str]
+    running: bool
+    exit_code: int | None
+    ports: Mapping[int, int]  # container TCP port -> published host port
+    mounts: tuple[MountInfo, ...] = ()
+    user: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> ContainerInfo:
+        state = raw.get("State") or {}
+        config = ImageConfig.from_api(raw.get("Config"))
+        ports: dict[int, int] = {}
+        for key, bindings in ((raw.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            port, _, proto = str(key).partition("/")
+            host = next((b.get("HostPort") for b in bindings or () if b.get("HostPort")), None)
+            if proto == "tcp" and port.isdigit() and host:
+                ports[int(port)] = int(host)
+        mounts = tuple(
+            MountInfo(
+                str(m.get("Type") or ""),
+                str(m.get("Name") or m.get("Source") or ""),
+                str(m.get("Destination") or ""),
+            )
+            for m in raw.get("Mounts") or ()
+        )
+        return cls(
+            id=str(raw.get("Id") or ""),
+            name=str(raw.get("Name") or "").lstrip("/"),
+            image_id=str(raw.get("Image") or ""),
+            labels=config.labels,
+            running=bool(state.get("Running")),
+            exit_code=state.get("ExitCode") if not state.get("Running") else None,
+            ports=ports,
+            mounts=mounts,
+            user=config.user,
+            env=config.env,
+        )
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    running: bool
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    id: str
+    name: str
+    gateway: str  # the host's address on the network ("" when unknown)
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One event of a `docker build`: a line of output, an error, or the image id."""
+
+    stream: str = ""
+    error: str = ""
+    image_id: str = ""
+
+
+@dataclass(frozen=True)
+class ServerVersion:
+    version: str
+    api_version: str
+
+
+class Docker(Protocol):
+    """What nbs2i asks of an engine. `Engine` talks to a real one; tests fake it."""
+
+    where: str
+
+    @property
+    def api_version(self) -> str: ...
+
+    def server_version(self) -> ServerVersion: ...
+
+    # images
+    def inspect_image(self, ref: str) -> ImageInfo: ...
+    def image_exists(self, ref: str) -> bool: ...
+    def pull(self, ref: str) -> None: ...
+    def push(self, ref: str) -> str: ...
+    def tag(self, image: str, ref: str) -> None: ...
+    def remove_image(self, ref: str, force: bool = False) -> None: ...
+    def images(
+        self, labels: Iterable[str] = (), dangling: bool | None = None
+    ) -> list[ImageSummary]: ...
+    def history(self, ref: str) -> list[HistoryEntry]: ...
+    def export_image(self, ref: str) -> Iterator[bytes]: ...
+    def load_image(self, archive: Iterable[bytes]) -> None: ...
+    def build(self, spec: BuildSpec) -> Iterator[BuildEvent]: ...
+
+    # containers
+    def create_container(self, spec: ContainerSpec) -> str: ...
+    def start(self, container: str) -> None: ...
+    def wait(self, container: str, timeout: float | None = None) -> int: ...
+    def logs(self, container: str, tail: int | None = None) -> str: ...
+    def follow_logs(self, container: str) -> Iterator[bytes]: ...
+    def attach(self, container: str, *, stderr: bool = True) -> Iterator[bytes]: ...
+    def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None: ...
+    def get_archive(self, container: str, path: str) -> Iterator[bytes]: ...
+    def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str: ...
+    def inspect_container(self, container: str) -> ContainerInfo: ...
+    def stop(self, container: str, timeout: int = 10) -> None: ...
+    def kill(self, container: str, signal: str = "KILL") -> None: ...
+    def remove_container(self, container: str) -> None: ...
+    def containers(self, labels: Iterable[str] = ()) -> list[ContainerSummary]: ...
+    def exec(
+        self,
+        container: str,
+        cmd: list[str],
+        *,
+        user: str = "",
+        env: Mapping[str, str] | None = None,
+        workdir: str = "",
+    ) -> ExecResult: ...
+
+    # volumes and networks
+    def create_volume(
+        self,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        driver_opts: Mapping[str, str] | None = None,
+    ) -> str: ...
+    def inspect_volume(self, name: str) -> VolumeInfo: ...
+    def remove_volume(self, name: str) -> None: ...
+    def volumes(self, labels: Iterable[str] = ()) -> list[VolumeInfo]: ...
+    def create_network(self, name: str, labels: Mapping[str, str] | None = None) -> NetworkInfo: ...
+    def remove_network(self, name: str) -> None: ...
+    def networks(self, labels: Iterable[str] = ()) -> list[NetworkInfo]: ...
+
+
+# -- error handling ------------------------------------------------------------------
+
+
+def _docker() -> Any:
+    import docker
+    import docker.errors
+
+    return docker
+
+
+def _requests() -> Any:
+    import requests.exceptions
+
+    return requests.exceptions
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for faults that a later attempt can cure."""
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+    errors = _docker().errors
+    rex = _requests()
+    if isinstance(exc, rex.ConnectionError | rex.Timeout):
         return True
-    if isinstance(exc, docker.errors.NotFound | docker.errors.ImageNotFound):
+    if isinstance(exc, errors.NotFound | errors.ImageNotFound):
         return False
-    if isinstance(exc, docker.errors.APIError):
+    if isinstance(exc, errors.APIError):
         status = exc.status_code
         if status not in TRANSIENT_STATUS:
             return False
@@ -67,15 +404,15 @@ def is_transient(exc: BaseException) -> bool:
 
 def translate(exc: BaseException, where: str) -> Exception:
     """Turn a docker-py/requests exception into an nbs2i error."""
-    if isinstance(exc, docker.errors.ImageNotFound | docker.errors.NotFound):
+    errors = _docker().errors
+    rex = _requests()
+    if isinstance(exc, errors.ImageNotFound | errors.NotFound):
         return NotFound(_explain(exc), "check the name with `docker images` / `docker ps -a`")
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+    if isinstance(exc, rex.ConnectionError | rex.Timeout):
         return EngineUnavailable(f"the Docker engine at {where} stopped answering", ENGINE_HINT)
-    if isinstance(exc, docker.errors.APIError):
+    if isinstance(exc, errors.APIError):
         return EngineError(f"the Docker engine refused the request: {_explain(exc)}")
-    if isinstance(exc, docker.errors.DockerException):
-        return EngineError(f"Docker error: {exc}")
-    return exc  # type: ignore[return-value]
+    return EngineError(f"Docker error: {_explain(exc)}")
 
 
 def _explain(exc: BaseException) -> str:
@@ -83,8 +420,20 @@ def _explain(exc: BaseException) -> str:
     return " ".join(str(text).split())
 
 
+def _engine_exceptions() -> tuple[type[BaseException], ...]:
+    return (_docker().errors.DockerException, _requests().RequestException)
+
+
 def call(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
     """Run one engine request: retry transient faults, translate the rest."""
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_exponential,
+    )
+
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_SECONDS),
@@ -93,7 +442,7 @@ def call(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
     )
     try:
         return retrying(fn, *args, **kwargs)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except _engine_exceptions() as exc:
         raise translate(exc, where) from exc
 
 
@@ -101,7 +450,7 @@ def call_once(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) 
     """Run one engine request that must not be repeated; translate its errors."""
     try:
         return fn(*args, **kwargs)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except _engine_exceptions() as exc:
         raise translate(exc, where) from exc
 
 
@@ -109,28 +458,36 @@ def _default_where() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def negotiate_version(server_max: str, server_min: str | None = None) -> str:
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def negotiate_version(
+    server_max: str, server_min: str | None = None, ours_max: str | None = None
+) -> str:
     """The newest API version that both docker-py and the engine speak."""
-    ours_max = docker.constants.DEFAULT_DOCKER_API_VERSION
-    ours_min = docker.constants.MINIMUM_DOCKER_API_VERSION
-
-    def key(v: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in v.split("."))
-
-    chosen = min(server_max, ours_max, key=key)
-    if key(chosen) < key(ours_min) or (server_min and key(chosen) < key(server_min)):
+    ours_max = ours_max or _docker().constants.DEFAULT_DOCKER_API_VERSION
+    chosen = min(server_max, ours_max, key=_version_key)
+    too_old = _version_key(chosen) < _version_key(MINIMUM_API)
+    if too_old or (server_min and _version_key(chosen) < _version_key(server_min)):
         raise EngineUnavailable(
             f"the Docker engine speaks API {server_min or '?'}-{server_max}, nbs2i needs "
-            f"{ours_min}-{ours_max}",
+            f"{MINIMUM_API}-{ours_max}",
             "upgrade the engine (Docker 1.12 or newer)",
         )
     return chosen
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    output: str
+def split_ref(ref: str) -> tuple[str, str]:
+    """("repository", "tag") of an image reference; tag "latest" when none is given."""
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, _, tag = ref.rpartition(":")
+        return repo, tag
+    return ref, "latest"
+
+
+# -- the real engine ------------------------------------------------------------------
 
 
 class Engine:
@@ -141,23 +498,20 @@ class Engine:
         self._api = client.api
         self.where = where
 
-    # -- connection -----------------------------------------------------
-
     @classmethod
     def connect(cls, timeout: int = 120) -> Engine:
         """Connect from the environment, negotiating the API version."""
+        docker = _docker()
         where = _default_where()
         try:
-            env = kwargs_from_env()
+            env = docker.utils.kwargs_from_env()
         except docker.errors.TLSParameterError as exc:
             raise EngineUnavailable(
-                f"bad Docker TLS settings: {exc}",
-                "check DOCKER_TLS_VERIFY and DOCKER_CERT_PATH",
+                f"bad Docker TLS settings: {exc}", "check DOCKER_TLS_VERIFY and DOCKER_CERT_PATH"
             ) from exc
+        probe = None
         try:
-            probe = docker.APIClient(
-                version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=10, **env
-            )
+            probe = docker.APIClient(version=MINIMUM_API, timeout=10, **env)
             info = call(probe.version, api_version=False, where=where)
         except (EngineUnavailable, EngineError) as exc:
             raise EngineUnavailable(f"no Docker engine answers at {where}", ENGINE_HINT) from exc
@@ -166,9 +520,9 @@ class Engine:
                 f"no Docker engine answers at {where} ({exc})", ENGINE_HINT
             ) from exc
         finally:
-            if "probe" in locals():
+            if probe is not None:
                 probe.close()
-        version = negotiate_version(info.get("ApiVersion", "1.24"), info.get("MinAPIVersion"))
+        version = negotiate_version(info.get("ApiVersion", MINIMUM_API), info.get("MinAPIVersion"))
         client = docker.DockerClient(version=version, timeout=timeout, **env)
         return cls(client, where)
 
@@ -188,18 +542,16 @@ class Engine:
     def api_version(self) -> str:
         return str(self._api.api_version)
 
-    def info(self) -> dict[str, Any]:
-        return self._call(self._api.info)
-
-    def server_version(self) -> dict[str, Any]:
-        return self._call(self._api.version)
+    def server_version(self) -> ServerVersion:
+        raw = self._call(self._api.version)
+        return ServerVersion(str(raw.get("Version") or ""), str(raw.get("ApiVersion") or ""))
 
     # -- images ---------------------------------------------------------
 
-    def inspect_image(self, ref: str) -> dict[str, Any]:
-        """The engine's view of an image; raises NotFound when absent."""
+    def inspect_image(self, ref: str) -> ImageInfo:
+        """The engine's view of an image; NotFound when absent."""
         try:
-            return self._call(self._api.inspect_image, ref)
+            return ImageInfo.from_api(self._call(self._api.inspect_image, ref))
         except NotFound as exc:
             raise NotFound(
                 f"image {ref} is not in the engine",
@@ -214,7 +566,7 @@ class Engine:
         return True
 
     def pull(self, ref: str) -> None:
-        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        repo, tag = split_ref(ref)
         try:
             self._call(self._api.pull, repo, tag=tag)
         except EngineError as exc:
@@ -224,48 +576,139 @@ class Engine:
                 "with a local image",
             ) from exc
 
-    def tag(self, ref: str, repository: str, tag: str) -> None:
-        self._call(self._api.tag, ref, repository, tag=tag)
+    def push(self, ref: str) -> str:
+        """Push with the credentials of the usual Docker config; the pushed digest."""
+        repo, tag = split_ref(ref)
+        digest = ""
+        stream = self._call(self._api.push, repo, tag=tag, stream=True, decode=True)
+        for event in self._guard(stream):
+            if event.get("error"):
+                detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                raise EngineError(f"pushing {ref} failed: {' '.join(str(detail).split())}")
+            aux = event.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digest = str(aux["Digest"])
+        if not digest:
+            raise EngineError(f"pushing {ref} ended without a digest")
+        return digest
+
+    def tag(self, image: str, ref: str) -> None:
+        repo, tag = split_ref(ref)
+        self._call(self._api.tag, image, repo, tag=tag)
 
     def remove_image(self, ref: str, force: bool = False) -> None:
         """Remove an image; quietly does nothing when it is already gone."""
         with contextlib.suppress(NotFound):
             self._call(self._api.remove_image, ref, force=force, noprune=False)
 
-    def images(self, labels: Iterable[str] = (), dangling: bool | None = None) -> list[dict]:
+    def images(self, labels: Iterable[str] = (), dangling: bool | None = None) -> list[ImageSummary]:
         filters: dict[str, Any] = {}
         if labels:
             filters["label"] = list(labels)
         if dangling is not None:
             filters["dangling"] = dangling
-        return self._call(self._api.images, filters=filters)
+        return [
+            ImageSummary(
+                id=str(raw.get("Id") or ""),
+                tags=tuple(t for t in raw.get("RepoTags") or () if t != "<none>:<none>"),
+                labels=dict(raw.get("Labels") or {}),
+                created=int(raw.get("Created") or 0),
+                size=int(raw.get("Size") or 0),
+            )
+            for raw in self._call(self._api.images, filters=filters)
+        ]
 
-    def history(self, ref: str) -> list[dict[str, Any]]:
-        return self._call(self._api.history, ref)
+    def history(self, ref: str) -> list[HistoryEntry]:
+        return [
+            HistoryEntry(
+                created=int(raw.get("Created") or 0),
+                created_by=str(raw.get("CreatedBy") or ""),
+                comment=str(raw.get("Comment") or ""),
+                size=int(raw.get("Size") or 0),
+            )
+            for raw in self._call(self._api.history, ref)
+        ]
 
     def export_image(self, ref: str) -> Iterator[bytes]:
         """The `docker save` tar stream of one image."""
-        return self._call(self._api.get_image, ref)
+        return self._guard(self._call(self._api.get_image, ref))
 
-    def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """`docker build` as a stream of decoded progress events.
+    def load_image(self, archive: Iterable[bytes]) -> None:
+        """`docker load` of a streamed archive; never replayed."""
+        stream = call_once(self._api.load_image, archive, where=self.where)
+        for event in self._guard(stream):
+            if isinstance(event, dict) and event.get("error"):
+                detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                raise EngineError(f"the engine refused the image: {' '.join(str(detail).split())}")
 
-        The stream itself is not retried: a build is not idempotent to resume.
-        """
-        kwargs.setdefault("decode", True)
-        kwargs.setdefault("rm", True)
-        kwargs.setdefault("forcerm", True)
-        stream = self._call(self._api.build, **kwargs)
-        return self._guard(stream)
+    def build(self, spec: BuildSpec) -> Iterator[BuildEvent]:
+        """`docker build` as a stream of events. The stream is not retried: a build
+        is not idempotent to resume."""
+        import io
+
+        stream = self._call(
+            self._api.build,
+            fileobj=io.BytesIO(spec.context),
+            custom_context=True,
+            tag=spec.tag,
+            buildargs=dict(spec.buildargs),
+            target=spec.target or None,
+            nocache=spec.nocache,
+            labels=dict(spec.labels) or None,
+            pull=False,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for raw in self._guard(stream):
+            error = raw.get("error")
+            if error:
+                detail = (raw.get("errorDetail") or {}).get("message") or error
+                yield BuildEvent(error=" ".join(str(detail).split()))
+                continue
+            aux = raw.get("aux")
+            if isinstance(aux, dict) and aux.get("ID"):
+                yield BuildEvent(image_id=str(aux["ID"]))
+            if raw.get("stream"):
+                yield BuildEvent(stream=str(raw["stream"]))
 
     # -- containers -----------------------------------------------------
 
-    def create_container(self, image: str, **kwargs: Any) -> str:
-        """Create a container; returns its id. host_config=dict is accepted."""
-        host_config = kwargs.pop("host_config", None)
-        if isinstance(host_config, dict):
-            host_config = self._api.create_host_config(**host_config)
-        result = self._call(self._api.create_container, image, host_config=host_config, **kwargs)
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create a container; its id."""
+        binds = {
+            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            for m in spec.mounts
+        }
+        host = self._api.create_host_config(
+            binds=binds or None,
+            tmpfs=dict(spec.tmpfs) or None,
+            read_only=spec.read_only or None,
+            cap_drop=list(spec.cap_drop) or None,
+            security_opt=list(spec.security_opt) or None,
+            port_bindings={
+                p.container_port: (p.host_ip, p.host_port) if p.host_port else (p.host_ip,)
+                for p in spec.ports
+            }
+            or None,
+            network_mode=spec.network or None,
+        )
+        result = self._call(
+            self._api.create_container,
+            spec.image,
+            command=list(spec.command) if spec.command is not None else None,
+            # docker-py drops an empty list; [""] is how the API clears an ENTRYPOINT.
+            entrypoint=(list(spec.entrypoint) or [""]) if spec.entrypoint is not None else None,
+            user=spec.user or None,
+            environment=[f"{k}={v}" for k, v in spec.env.items()] or None,
+            labels=dict(spec.labels),
+            name=spec.name or None,
+            working_dir=spec.working_dir or None,
+            ports=[p.container_port for p in spec.ports] or None,
+            network_disabled=spec.network == "none",
+            host_config=host,
+            detach=True,
+        )
         return str(result["Id"])
 
     def start(self, container: str) -> None:
@@ -273,59 +716,45 @@ class Engine:
 
     def wait(self, container: str, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code."""
+        rex = _requests()
         try:
             result = self._api.wait(container, timeout=timeout)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+        except (rex.ReadTimeout, rex.ConnectionError) as exc:
             # A wait that outlives `timeout` surfaces from urllib3 as a
             # ConnectionError("Read timed out"), not always as ReadTimeout.
-            if isinstance(exc, requests.exceptions.ReadTimeout) or "timed out" in str(exc):
+            if isinstance(exc, rex.ReadTimeout) or "timed out" in str(exc):
                 raise EngineError(
                     f"container {container[:12]} did not finish in {timeout}s"
                 ) from exc
             raise translate(exc, self.where) from exc
-        except docker.errors.DockerException as exc:
+        except _engine_exceptions() as exc:
             raise translate(exc, self.where) from exc
         return int(result.get("StatusCode", -1))
 
-    def logs(
-        self,
-        container: str,
-        *,
-        follow: bool = False,
-        tail: int | str = "all",
-        stdout: bool = True,
-        stderr: bool = True,
-    ) -> Iterator[bytes] | bytes:
-        if follow:
-            return self._guard(
-                self._call(
-                    self._api.logs,
-                    container,
-                    stream=True,
-                    follow=True,
-                    stdout=stdout,
-                    stderr=stderr,
-                    tail=tail,
-                )
-            )
-        return self._call(self._api.logs, container, stdout=stdout, stderr=stderr, tail=tail)
+    def logs(self, container: str, tail: int | None = None) -> str:
+        """What the container printed so far (stdout and stderr), decoded."""
+        raw = self._call(
+            self._api.logs, container, stdout=True, stderr=True, tail=tail or "all"
+        )
+        return bytes(raw).decode("utf-8", "replace")
 
-    def attach_output(self, container: str) -> Iterator[bytes]:
-        """stdout and stderr of a running container, as they come."""
+    def follow_logs(self, container: str) -> Iterator[bytes]:
+        """The container's output from the start, then as it comes, until it exits."""
         return self._guard(
             self._call(
-                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=True
+                self._api.logs, container, stream=True, follow=True, stdout=True, stderr=True
             )
         )
 
-    def attach_stdout(self, container: str) -> Iterator[bytes]:
-        """stdout alone, raw bytes (a tar from save-artifacts); attach before start.
+    def attach(self, container: str, *, stderr: bool = True) -> Iterator[bytes]:
+        """Raw output of a container, attached before it starts so nothing is missed.
 
-        Logs would not do: the json-file log driver mangles bytes that are not UTF-8.
+        stdout alone (stderr=False) carries binary data intact (a tar from
+        save-artifacts): the json-file log driver would mangle it.
         """
         return self._guard(
             self._call(
-                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=False
+                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=stderr
             )
         )
 
@@ -333,7 +762,7 @@ class Engine:
         """Unpack a tar (bytes, or an iterable streamed chunk by chunk) at path.
 
         A stream cannot be replayed, so only a bytes payload is retried; a
-        failed stream surfaces at once and the caller rebuilds from scratch.
+        failed stream surfaces at once and the caller starts over.
         """
         if isinstance(data, bytes | bytearray):
             ok = self._call(self._api.put_archive, container, path, data)
@@ -346,30 +775,21 @@ class Engine:
         stream, _stat = self._call(self._api.get_archive, container, path)
         return self._guard(stream)
 
-    def commit(
-        self,
-        container: str,
-        repository: str | None = None,
-        tag: str | None = None,
-        *,
-        conf: dict[str, Any] | None = None,
-        message: str | None = None,
-        changes: str | list[str] | None = None,
-    ) -> str:
-        """Commit a container as an image; returns the image id."""
+    def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
+        """Commit a container as image `ref` with exactly `config`; the image id."""
+        repo, tag = split_ref(ref)
         result = self._call(
             self._api.commit,
             container,
-            repository=repository,
+            repository=repo,
             tag=tag,
-            conf=conf,
+            conf=config.to_api(),
             message=message,
-            changes=changes,
         )
         return str(result["Id"])
 
-    def inspect_container(self, container: str) -> dict[str, Any]:
-        return self._call(self._api.inspect_container, container)
+    def inspect_container(self, container: str) -> ContainerInfo:
+        return ContainerInfo.from_api(self._call(self._api.inspect_container, container))
 
     def stop(self, container: str, timeout: int = 10) -> None:
         self._call(self._api.stop, container, timeout=timeout)
@@ -388,18 +808,26 @@ class Engine:
             if "in progress" not in exc.problem:
                 raise
 
-    def containers(self, labels: Iterable[str] = (), all: bool = True) -> list[dict[str, Any]]:
+    def containers(self, labels: Iterable[str] = ()) -> list[ContainerSummary]:
         filters = {"label": list(labels)} if labels else None
-        return self._call(self._api.containers, all=all, filters=filters)
+        return [
+            ContainerSummary(
+                id=str(raw.get("Id") or ""),
+                name=str((raw.get("Names") or [""])[0]).lstrip("/"),
+                labels=dict(raw.get("Labels") or {}),
+                running=raw.get("State") == "running",
+            )
+            for raw in self._call(self._api.containers, all=True, filters=filters)
+        ]
 
     def exec(
         self,
         container: str,
-        cmd: str | list[str],
+        cmd: list[str],
         *,
         user: str = "",
-        environment: dict[str, str] | None = None,
-        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str = "",
     ) -> ExecResult:
         """Run a command in a running container; its exit code and output."""
         exec_id = self._call(
@@ -407,37 +835,69 @@ class Engine:
             container,
             cmd,
             user=user,
-            environment=environment,
-            workdir=workdir,
+            environment=dict(env or {}) or None,
+            workdir=workdir or None,
         )["Id"]
         output = self._call(self._api.exec_start, exec_id)
         code = self._call(self._api.exec_inspect, exec_id)["ExitCode"]
         return ExecResult(int(code if code is not None else -1), output.decode("utf-8", "replace"))
 
-    # -- volumes --------------------------------------------------------
+    # -- volumes and networks -------------------------------------------
 
     def create_volume(
         self,
-        name: str | None = None,
-        labels: dict[str, str] | None = None,
-        driver_opts: dict[str, str] | None = None,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        driver_opts: Mapping[str, str] | None = None,
     ) -> str:
         """A local volume; driver_opts e.g. {"type": "tmpfs", "device": "tmpfs", "o": ...}."""
         created = self._call(
-            self._api.create_volume, name=name, labels=labels, driver_opts=driver_opts
+            self._api.create_volume,
+            name=name or None,
+            labels=dict(labels or {}) or None,
+            driver_opts=dict(driver_opts or {}) or None,
         )
         return str(created["Name"])
 
-    def inspect_volume(self, name: str) -> dict[str, Any]:
-        return self._call(self._api.inspect_volume, name)
+    def inspect_volume(self, name: str) -> VolumeInfo:
+        raw = self._call(self._api.inspect_volume, name)
+        return VolumeInfo(str(raw.get("Name") or name), dict(raw.get("Labels") or {}))
 
     def remove_volume(self, name: str) -> None:
         with contextlib.suppress(NotFound):
             self._call(self._api.remove_volume, name, force=True)
 
-    def volumes(self, labels: Iterable[str] = ()) -> list[dict[str, Any]]:
+    def volumes(self, labels: Iterable[str] = ()) -> list[VolumeInfo]:
         filters = {"label": list(labels)} if labels else None
-        return self._call(self._api.volumes, filters=filters).get("Volumes") or []
+        found = self._call(self._api.volumes, filters=filters).get("Volumes") or []
+        return [VolumeInfo(str(v.get("Name")), dict(v.get("Labels") or {})) for v in found]
+
+    def create_network(self, name: str, labels: Mapping[str, str] | None = None) -> NetworkInfo:
+        created = self._call(
+            self._api.create_network, name, driver="bridge", labels=dict(labels or {})
+        )
+        return self._network(str(created["Id"]))
+
+    def remove_network(self, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._call(self._api.remove_network, name)
+
+    def networks(self, labels: Iterable[str] = ()) -> list[NetworkInfo]:
+        filters = {"label": list(labels)} if labels else None
+        return [
+            self._network(str(raw["Id"]))
+            for raw in self._call(self._api.networks, filters=filters)
+        ]
+
+    def _network(self, net_id: str) -> NetworkInfo:
+        raw = self._call(self._api.inspect_network, net_id)
+        configs = (raw.get("IPAM") or {}).get("Config") or [{}]
+        return NetworkInfo(
+            id=str(raw.get("Id") or net_id),
+            name=str(raw.get("Name") or ""),
+            gateway=str(configs[0].get("Gateway") or ""),
+            labels=dict(raw.get("Labels") or {}),
+        )
 
     # -- helpers --------------------------------------------------------
 
@@ -445,19 +905,33 @@ class Engine:
         """Translate errors raised while a stream is being read."""
         try:
             yield from stream
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except _engine_exceptions() as exc:
             raise translate(exc, self.where) from exc
 
 
 class Leftovers:
-    """Containers and volumes that one operation created: `remove_all` removes them,
-    whatever happened (success, failure, Ctrl-C). What is handed over is dropped
-    from the lists first."""
+    """Containers, volumes and networks that one operation created: `remove_all`
+    removes them whatever happened (success, failure, Ctrl-C). What is handed
+    over to the user is dropped from the lists first."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Docker) -> None:
         self.engine = engine
         self.containers: list[str] = []
         self.volumes: list[str] = []
+        self.networks: list[str] = []
+
+    def container(self, cid: str) -> str:
+        self.containers.append(cid)
+        return cid
+
+    def volume(self, name: str) -> str:
+        self.volumes.append(name)
+        return name
+
+    def drop(self, cid: str) -> None:
+        """Remove one container now (it served its purpose)."""
+        self.engine.remove_container(cid)
+        self.containers.remove(cid)
 
     def remove_all(self) -> None:
         for cid in reversed(self.containers):
@@ -466,4 +940,7 @@ class Leftovers:
         for name in reversed(self.volumes):
             with contextlib.suppress(EngineError):
                 self.engine.remove_volume(name)
-        self.containers, self.volumes = [], []
+        for name in reversed(self.networks):
+            with contextlib.suppress(EngineError):
+                self.engine.remove_network(name)
+        self.containers, self.volumes, self.networks = [], [], []

@@ -1,0 +1,1 @@
+"""Test helpers, one module per job. Fixtures live in tests/conftest.py."""

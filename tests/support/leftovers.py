@@ -1,0 +1,60 @@
+"""What a test run left in the engine and on disk.
+
+`assert_nothing_left()` is the one check every clean-up test uses: no
+container, volume or network of this session, no untagged image of it, no
+temp directory that nbs2i makes (clones, contexts) beyond those that were
+there before.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbs2i.engine import Docker
+from tests.support.session import SESSION_FILTER
+
+# Temp directories nbs2i creates (clones of sources, build contexts).
+TEMP_PATTERNS = ("nbs2i-*",)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    containers: tuple[str, ...]
+    volumes: tuple[str, ...]
+    networks: tuple[str, ...]
+    untagged_images: tuple[str, ...]
+    temp_dirs: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.containers or self.volumes or self.networks or self.untagged_images
+            or self.temp_dirs
+        )
+
+
+def temp_dirs() -> set[str]:
+    root = Path(tempfile.gettempdir())
+    return {str(p) for pattern in TEMP_PATTERNS for p in root.glob(pattern)}
+
+
+def find(engine: Docker, selector: str = SESSION_FILTER, temp_before: set[str] | None = None) -> Leftovers:
+    selector_list = [selector]
+    return Leftovers(
+        containers=tuple(c.id[:12] for c in engine.containers(labels=selector_list)),
+        volumes=tuple(v.name for v in engine.volumes(labels=selector_list)),
+        networks=tuple(n.name for n in engine.networks(labels=selector_list)),
+        untagged_images=tuple(
+            i.id[:19] for i in engine.images(labels=selector_list, dangling=True)
+        ),
+        temp_dirs=tuple(sorted(temp_dirs() - temp_before)) if temp_before is not None else (),
+    )
+
+
+def assert_nothing_left(
+    engine: Docker, selector: str = SESSION_FILTER, temp_before: set[str] | None = None
+) -> None:
+    left = find(engine, selector, temp_before)
+    assert left.empty, f"left behind: {left}"
