@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +88,7 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str):  # noqa: ANN201
+def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -> Any:
     """sample-notebooks/ built once with `builder_image` (a BuildResult: .tag,
     .image_id, .deps_image); removed at the end with the dependency layer it made."""
     from nbs2i.build import BuildRequest, build

@@ -9,16 +9,15 @@ reach PyPI behind a TLS-intercepting proxy); the final stage never sees it.
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from nbs2i import __version__
-from nbs2i.engine import Engine
+from nbs2i.ca import check_bundle
+from nbs2i.engine import BuildEvent, BuildSpec, Docker
 from nbs2i.errors import BuildError, NotFound, UsageError
 from nbs2i.progress import Event, Reporter, silent
 
@@ -26,8 +25,6 @@ BUILDER_REPOSITORY = "nbs2i/builder"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 # The name the Dockerfile's build stage COPYs the bundle from.
 CA_BUNDLE_NAME = "ca-bundle.pem"
-# Where a CA bundle is usually named, in the order pip and requests look.
-CA_BUNDLE_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 # Appended to the bundle in the context (PEM readers skip text outside
 # certificates): lets a test prove that no layer of the final image holds it.
 CA_BUNDLE_MARKER = b"# nbs2i: CA bundle of the builder's build stage; never in the final image\n"
@@ -60,15 +57,6 @@ def default_tags(version: str = __version__) -> tuple[str, ...]:
     return (f"{BUILDER_REPOSITORY}:{safe}", f"{BUILDER_REPOSITORY}:latest")
 
 
-def default_ca_bundle(env: Mapping[str, str] | None = None) -> Path | None:
-    """The first of $PIP_CERT, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE that is set."""
-    env = os.environ if env is None else env
-    for name in CA_BUNDLE_ENV:
-        if env.get(name):
-            return Path(env[name])
-    return None
-
-
 def s2i_dir() -> Path:
     """The builder's sources: the installed package's nbs2i/s2i, else the
     source tree's s2i/ (an editable install or a checkout)."""
@@ -89,16 +77,8 @@ def check_request(request: BuilderRequest) -> None:
     for tag in request.tags:
         if not tag or any(ch.isspace() for ch in tag) or tag.endswith(":"):
             raise UsageError(f"{tag!r} is not an image tag", "use NAME[:TAG], e.g. my/builder:1")
-    bundle = request.ca_bundle
-    if bundle is not None:
-        if not bundle.is_file():
-            raise UsageError(
-                f"the CA bundle {bundle} does not exist or is not a file",
-                "pass --ca-bundle with a PEM file, or unset PIP_CERT/REQUESTS_CA_BUNDLE/"
-                "SSL_CERT_FILE",
-            )
-        if not os.access(bundle, os.R_OK):
-            raise UsageError(f"the CA bundle {bundle} is not readable", "check its permissions")
+    if request.ca_bundle is not None:
+        check_bundle(request.ca_bundle)
     url = request.pip_index_url
     if url and not url.startswith(("http://", "https://", "file://")):
         raise UsageError(f"--pip-index-url {url!r} is not a URL", "use https://HOST/simple")
@@ -139,7 +119,7 @@ def build_context(source: Path, ca_bundle: Path | None = None) -> bytes:
 
 
 def build_builder(
-    engine: Engine, request: BuilderRequest, report: Reporter = silent
+    engine: Docker, request: BuilderRequest, report: Reporter = silent
 ) -> BuilderResult:
     """Build the builder image and tag it; progress goes to `report`."""
     check_request(request)
@@ -156,17 +136,16 @@ def build_builder(
     context = build_context(source, request.ca_bundle)
     started = time.monotonic()
     stream = engine.build(
-        fileobj=io.BytesIO(context),
-        custom_context=True,
-        tag=request.tags[0],
-        nocache=request.nocache,
-        pull=False,
-        buildargs=_build_args(request),
+        BuildSpec(
+            context=context,
+            tag=request.tags[0],
+            buildargs=_build_args(request),
+            nocache=request.nocache,
+        )
     )
     image_id = _follow(stream, report)
     for tag in request.tags[1:]:
-        repository, _, name = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "")
-        engine.tag(image_id, repository, name or "latest")
+        engine.tag(image_id, tag)
     seconds = time.monotonic() - started
     report(
         Event(
@@ -185,22 +164,19 @@ def _build_args(request: BuilderRequest) -> dict[str, str]:
     return args
 
 
-def _follow(stream: Iterator[dict[str, Any]], report: Reporter) -> str:
+def _follow(stream: Iterator[BuildEvent], report: Reporter) -> str:
     """Turn the engine's build events into progress events; the image id."""
     tail: list[str] = []
     image_id = ""
     for event in stream:
-        if "error" in event:
-            detail = event.get("errorDetail", {}).get("message") or event["error"]
+        if event.error:
             raise BuildError(
-                f"the builder image build failed: {' '.join(str(detail).split())[:300]}",
+                f"the builder image build failed: {event.error[:300]}",
                 "read the build output above; behind a TLS-intercepting proxy pass --ca-bundle",
                 details="\n".join(tail[-TAIL_LINES:]),
             )
-        aux = event.get("aux")
-        if isinstance(aux, dict) and aux.get("ID"):
-            image_id = str(aux["ID"])
-        for line in str(event.get("stream", "")).splitlines():
+        image_id = event.image_id or image_id
+        for line in event.stream.splitlines():
             line = line.rstrip()
             if not line:
                 continue

@@ -601,7 +601,9 @@ class Engine:
         with contextlib.suppress(NotFound):
             self._call(self._api.remove_image, ref, force=force, noprune=False)
 
-    def images(self, labels: Iterable[str] = (), dangling: bool | None = None) -> list[ImageSummary]:
+    def images(
+        self, labels: Iterable[str] = (), dangling: bool | None = None
+    ) -> list[ImageSummary]:
         filters: dict[str, Any] = {}
         if labels:
             filters["label"] = list(labels)
@@ -677,8 +679,7 @@ class Engine:
     def create_container(self, spec: ContainerSpec) -> str:
         """Create a container; its id."""
         binds = {
-            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
-            for m in spec.mounts
+            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts
         }
         host = self._api.create_host_config(
             binds=binds or None,
@@ -733,9 +734,7 @@ class Engine:
 
     def logs(self, container: str, tail: int | None = None) -> str:
         """What the container printed so far (stdout and stderr), decoded."""
-        raw = self._call(
-            self._api.logs, container, stdout=True, stderr=True, tail=tail or "all"
-        )
+        raw = self._call(self._api.logs, container, stdout=True, stderr=True, tail=tail or "all")
         return bytes(raw).decode("utf-8", "replace")
 
     def follow_logs(self, container: str) -> Iterator[bytes]:
@@ -885,8 +884,7 @@ class Engine:
     def networks(self, labels: Iterable[str] = ()) -> list[NetworkInfo]:
         filters = {"label": list(labels)} if labels else None
         return [
-            self._network(str(raw["Id"]))
-            for raw in self._call(self._api.networks, filters=filters)
+            self._network(str(raw["Id"])) for raw in self._call(self._api.networks, filters=filters)
         ]
 
     def _network(self, net_id: str) -> NetworkInfo:

@@ -30,7 +30,10 @@ class Leftovers:
     @property
     def empty(self) -> bool:
         return not (
-            self.containers or self.volumes or self.networks or self.untagged_images
+            self.containers
+            or self.volumes
+            or self.networks
+            or self.untagged_images
             or self.temp_dirs
         )
 
@@ -40,7 +43,9 @@ def temp_dirs() -> set[str]:
     return {str(p) for pattern in TEMP_PATTERNS for p in root.glob(pattern)}
 
 
-def find(engine: Docker, selector: str = SESSION_FILTER, temp_before: set[str] | None = None) -> Leftovers:
+def find(
+    engine: Docker, selector: str = SESSION_FILTER, temp_before: set[str] | None = None
+) -> Leftovers:
     selector_list = [selector]
     return Leftovers(
         containers=tuple(c.id[:12] for c in engine.containers(labels=selector_list)),
