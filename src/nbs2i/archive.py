@@ -42,9 +42,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from nbs2i import defaults
 from nbs2i.errors import SourceError, UsageError
+from nbs2i.source import read_control_file
 
-DEFAULT_EXCLUDE = r"(^|/)\.git(/|$)"
+DEFAULT_EXCLUDE = defaults.EXCLUDE
 IGNORE_FILE = ".s2iignore"
 # Bytes read from a file at a time, and the size the stream's chunks grow to
 # before they are handed on. Peak memory is a small multiple of this.
@@ -67,6 +69,17 @@ class TarFile:
     data: bytes | None = None
     path: Path | None = None
     mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """A directory written with exactly this owner and mode (parents of a layer's
+    files must match the image below, or they would shadow it)."""
+
+    name: str
+    uid: int
+    gid: int
+    mode: int
 
 
 # -- selection ---------------------------------------------------------------
@@ -158,15 +171,10 @@ class _Ignore:
 
     @classmethod
     def read(cls, root: Path) -> _Ignore:
-        path = root / IGNORE_FILE
-        try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
-        except FileNotFoundError:
+        data = read_control_file(root, IGNORE_FILE)
+        if data is None:
             return cls(())
-        except OSError as exc:
-            raise SourceError(
-                f"cannot read {IGNORE_FILE}: {exc.strerror}", f"make {path} readable"
-            ) from None
+        text = data.decode("utf-8", errors="surrogateescape")
         return cls([rule for line in text.splitlines() if (rule := _parse_rule(line))])
 
     def ignored(self, parts: tuple[str, ...]) -> bool:
@@ -360,11 +368,13 @@ class _Writer:
         *,
         size: int = 0,
         link: str = "",
+        owner: tuple[int, int] | None = None,
     ) -> Iterator[bytes]:
+        """One entry's header; an explicit `owner` keeps `mode` exactly as given."""
         info = tarfile.TarInfo(name)
         info.type = kind
-        info.mode = tar_mode(mode)
-        info.uid, info.gid = self.uid, self.gid
+        info.mode = mode & 0o7777 if owner else tar_mode(mode)
+        info.uid, info.gid = owner or (self.uid, self.gid)
         info.uname = info.gname = ""
         info.mtime = self._mtime(mtime)
         info.size = size
@@ -434,8 +444,9 @@ class _Writer:
     def tree(
         self, root: Path, prefix: str, excludes: Sequence[str], shown_root: str = ""
     ) -> Iterator[bytes]:
-        """`prefix` (unless "") and every selected entry of root under it."""
-        if prefix:
+        """`prefix` (unless "" or written already) and every selected entry of root
+        under it."""
+        if prefix and prefix not in self.dirs:
             yield from self.parents(prefix)
             st = _lstat(root, "")
             yield from self.header(prefix, tarfile.DIRTYPE, st.st_mode, st.st_mtime)
@@ -453,6 +464,11 @@ class _Writer:
             elif stat.S_ISREG(st.st_mode):
                 yield from self.file(name, root / rel, shown)
             # anything else appeared since the walk: skipped like at walk time
+
+    def directory(self, entry: DirEntry) -> Iterator[bytes]:
+        name = _clean_name(entry.name)
+        owner = (entry.uid, entry.gid)
+        yield from self.header(name, tarfile.DIRTYPE, entry.mode, None, owner=owner)
 
     def extra(self, item: TarFile) -> Iterator[bytes]:
         name = _clean_name(item.name)
@@ -506,14 +522,18 @@ def tar_stream(
     prefix: str = "src",
     excludes: Sequence[str] = (DEFAULT_EXCLUDE,),
     extra: Sequence[TarFile] = (),
+    dirs: Sequence[DirEntry] = (),
 ) -> Iterator[bytes]:
     """The source under root as a tar (PAX format), in chunks, generated as it is consumed.
 
-    Entries: `<prefix>` itself, then `<prefix>/<rel>` for every selected entry
-    (see `source_files`), then `extra`. Raises SourceError (while streaming) for
-    a symlink that points outside root or a file that cannot be read.
+    Entries: `dirs` exactly as given, then `<prefix>` itself (unless among
+    `dirs`), then `<prefix>/<rel>` for every selected entry (see `source_files`),
+    then `extra`. Raises SourceError (while streaming) for a symlink that points
+    outside root or a file that cannot be read.
     """
     writer = _Writer(uid, gid, epoch)
+    for entry in dirs:
+        yield from writer.directory(entry)
     yield from writer.tree(Path(root), _clean_name(prefix) if prefix else "", excludes)
     for item in extra:
         yield from writer.extra(item)

@@ -8,6 +8,8 @@ reach PyPI behind a TLS-intercepting proxy); the final stage never sees it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import tarfile
 import time
@@ -15,14 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbs2i import __version__
-from nbs2i.ca import check_bundle
-from nbs2i.engine import BuildEvent, BuildSpec, Docker
+from nbs2i import __version__, defaults
+from nbs2i.ca import check_bundle, default_ca_bundle
+from nbs2i.engine import BuildEvent, BuildSpec, Docker, ImageInfo
 from nbs2i.errors import BuildError, NotFound, UsageError
 from nbs2i.progress import Event, Reporter, silent
 
-BUILDER_REPOSITORY = "nbs2i/builder"
-DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 # The name the Dockerfile's build stage COPYs the bundle from.
 CA_BUNDLE_NAME = "ca-bundle.pem"
 # Appended to the bundle in the context (PEM readers skip text outside
@@ -37,7 +37,7 @@ class BuilderRequest:
     """What to build: the base image, the tags, how pip reaches its index."""
 
     tags: tuple[str, ...]
-    base_image: str = DEFAULT_BASE_IMAGE
+    base_image: str = defaults.BASE_IMAGE
     ca_bundle: Path | None = None
     pip_index_url: str = ""
     nocache: bool = False
@@ -54,7 +54,7 @@ def default_tags(version: str = __version__) -> tuple[str, ...]:
     """`nbs2i/builder:<version>` and `nbs2i/builder:latest`."""
     # A local version such as 0.1.0+dirty is not a valid tag.
     safe = version.replace("+", "-")
-    return (f"{BUILDER_REPOSITORY}:{safe}", f"{BUILDER_REPOSITORY}:latest")
+    return (f"{defaults.BUILDER_REPOSITORY}:{safe}", f"{defaults.BUILDER_REPOSITORY}:latest")
 
 
 def s2i_dir() -> Path:
@@ -68,6 +68,16 @@ def s2i_dir() -> Path:
         "the builder sources (s2i/Dockerfile) are not in this nbs2i installation",
         "reinstall nbs2i, or run from a source checkout",
     )
+
+
+def shipped_assemble_digest() -> str:
+    """The sha256 of the assemble script this nbs2i ships ("" when it cannot be read).
+    A builder built from it carries the same value in a label; then nbs2i knows
+    what its assemble does."""
+    try:
+        return hashlib.sha256((s2i_dir() / "bin" / "assemble").read_bytes()).hexdigest()
+    except (NotFound, OSError):
+        return ""
 
 
 def check_request(request: BuilderRequest) -> None:
@@ -158,7 +168,11 @@ def build_builder(
 
 
 def _build_args(request: BuilderRequest) -> dict[str, str]:
-    args = {"BASE_IMAGE": request.base_image, "NBS2I_VERSION": __version__}
+    args = {
+        "BASE_IMAGE": request.base_image,
+        "NBS2I_VERSION": __version__,
+        "NBS2I_ASSEMBLE_SHA256": shipped_assemble_digest(),
+    }
     if request.pip_index_url:
         args["PIP_INDEX_URL"] = request.pip_index_url
     return args
@@ -195,3 +209,36 @@ def _follow(stream: Iterator[BuildEvent], report: Reporter) -> str:
             details="\n".join(tail[-TAIL_LINES:]),
         )
     return image_id
+
+
+# -- finding the builder a build needs ------------------------------------------------
+
+
+def ensure_builder(
+    engine: Docker, ref: str, policy: str, *, is_default: bool, report: Reporter = silent
+) -> ImageInfo:
+    """The builder, pulled or built as the pull policy says: `always` pulls,
+    `if-not-present` pulls (or, for nbs2i's own default builder, builds it) when
+    absent, `never` only looks."""
+    hint = (
+        "`nbs2i builder build`"
+        if is_default
+        else f"`docker pull {ref}` (or `nbs2i builder build` for nbs2i's own builder)"
+    )
+    if policy == "always" and not is_default:
+        report(Event("step", f"Pulling {ref}"))
+        engine.pull(ref)
+    with contextlib.suppress(NotFound):
+        return engine.inspect_image(ref)
+    if policy == "never":
+        raise NotFound(
+            f"builder image {ref} is not in the engine (--pull-policy never)", f"run {hint} first"
+        )
+    if is_default:
+        report(Event("step", f"Building the builder image {ref} (first use)"))
+        request = BuilderRequest(tags=default_tags(), ca_bundle=default_ca_bundle())
+        build_builder(engine, request, report)
+    else:
+        report(Event("step", f"Pulling {ref}"))
+        engine.pull(ref)
+    return engine.inspect_image(ref)

@@ -1,8 +1,10 @@
 """The `nbs2i` command: parse arguments, call the library, print results.
 
-No logic lives here. Errors from the library arrive as `Nbs2iError`s and are
-printed as one line; anything else is an nbs2i bug and is reported as such,
-without a traceback unless NBS2I_DEBUG is set.
+No logic lives here, and no default: every default comes from the module that
+owns it. Errors from the library arrive as `Nbs2iError`s and are printed as one
+line (and, with --json, as an "error" event); anything else is an nbs2i bug and
+is reported as such, without a traceback unless NBS2I_DEBUG is set. Modules are
+imported by the commands that need them, so `--help` and `--version` start fast.
 """
 
 from __future__ import annotations
@@ -10,18 +12,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from nbs2i import __version__
-from nbs2i.engine import Engine
+from nbs2i import __version__, defaults, signals
 from nbs2i.errors import Nbs2iError
 from nbs2i.progress import Event, Reporter
+
+if TYPE_CHECKING:
+    from nbs2i.engine import Engine
 
 
 def human_reporter(quiet: bool = False) -> Reporter:
@@ -44,7 +47,20 @@ def json_reporter(event: Event) -> None:
     click.echo(json.dumps({"event": event.kind, "message": event.message, **event.data}))
 
 
+@contextlib.contextmanager
+def _json_errors(enabled: bool) -> Iterator[None]:
+    """With --json, a failure is an event on stdout too (stderr keeps its line)."""
+    try:
+        yield
+    except Nbs2iError as exc:
+        if enabled:
+            json_reporter(Event("error", str(exc), {"problem": exc.problem, "fix": exc.fix}))
+        raise
+
+
 def connect() -> Engine:
+    from nbs2i.engine import Engine
+
     return Engine.connect()
 
 
@@ -61,7 +77,7 @@ def engine_cmd() -> None:
     with connect() as engine:
         server = engine.server_version()
         click.echo(f"engine:  {engine.where}")
-        click.echo(f"server:  Docker {server.get('Version')} (API {server.get('ApiVersion')})")
+        click.echo(f"server:  Docker {server.version} (API {server.api_version})")
         click.echo(f"client:  API {engine.api_version} (negotiated)")
 
 
@@ -188,7 +204,7 @@ def run_cmd(
     )
     report = human_reporter(quiet)
     # SIGTERM cleans up like Ctrl-C, while starting too: nothing is left running.
-    with _interrupt_on_sigterm(), connect() as engine:
+    with signals.stop_on_signals(), connect() as engine:
         server = run.start(engine, request, report)
         where = "no volume: edits are lost when it stops (keep them with --volume NAME)"
         if server.workspace is not None:
@@ -228,18 +244,6 @@ def stop_cmd(names: tuple[str, ...]) -> None:
             click.echo(f"stopped and removed {stopped.name}{kept}")
 
 
-@contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM (e.g. from a process manager) cleans up the way Ctrl-C does."""
-    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # A shell may start us with SIGINT ignored; Ctrl-C must still clean up.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 @cli.command("build")
 @click.argument("source")
 @click.argument("tag")
@@ -276,11 +280,13 @@ def _interrupt_on_sigterm() -> Iterator[None]:
     "$REQUESTS_CA_BUNDLE, $SSL_CERT_FILE).",
 )
 @click.option("--assemble-user", default="", help="Numeric user that runs assemble.")
-@click.option("--allowed-uids", default="1-", show_default=True, help="Allowed UID range.")
+@click.option(
+    "--allowed-uids", default=defaults.ALLOWED_UIDS, show_default=True, help="Allowed UID range."
+)
 @click.option(
     "--pull-policy",
-    type=click.Choice(["always", "never", "if-not-present"]),
-    default="if-not-present",
+    type=click.Choice(defaults.PULL_POLICIES),
+    default=defaults.PULL_POLICY,
     show_default=True,
     help="When to pull the builder; the default builder is built locally when absent "
     "(never: fail instead).",
@@ -299,21 +305,21 @@ def _interrupt_on_sigterm() -> Iterator[None]:
     "--dependency-layer/--no-dependency-layer",
     default=True,
     show_default=True,
-    help="Install requirements.txt in a cached layer of its own.",
+    help="Install the dependency files in a cached layer of their own.",
 )
 @click.option(
     "--always-assemble",
     is_flag=True,
     help="Run assemble even when it would only move the files into place "
-    "(by default nbs2i then writes them there directly).",
+    "(by default nbs2i then writes the notebook layer itself).",
 )
+@click.option("--push", is_flag=True, help="Push TAG to its registry after the build.")
 @click.option("--as-dockerfile", default=None, metavar="DIR", help="Write a Dockerfile instead.")
 @click.option("--run", "run_after", is_flag=True, help="Start the image as `nbs2i run` would.")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8888,
-    show_default=True,
+    default=None,
     help="With --run: host port on 127.0.0.1 (0: any free port).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON event a line on stdout.")
@@ -321,7 +327,14 @@ def _interrupt_on_sigterm() -> Iterator[None]:
 @click.pass_context
 def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
     """Build SOURCE (Git URL or directory, as it is on disk) into image TAG."""
+    with _json_errors(opts["as_json"]):
+        _build(ctx, source, tag, opts)
+
+
+def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> None:
     from nbs2i import build
+    from nbs2i.ca import default_ca_bundle
+    from nbs2i.scripts import parse_env_pairs
 
     request = build.BuildRequest(
         source=source,
@@ -331,10 +344,10 @@ def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
         context_dir=opts["context_dir"],
         excludes=tuple(opts["exclude"]) or build.BuildRequest.excludes,
         scripts_url=opts["scripts_url"],
-        env=_pairs(opts["env"], "--env"),
+        env=parse_env_pairs(opts["env"], "--env"),
         env_files=tuple(Path(f) for f in opts["env_files"]),
         injections=tuple(build.Injection.parse(i) for i in opts["inject"]),
-        ca_bundle=Path(opts["ca_bundle"]) if opts["ca_bundle"] else build.default_ca_bundle(),
+        ca_bundle=Path(opts["ca_bundle"]) if opts["ca_bundle"] else default_ca_bundle(),
         assemble_user=opts["assemble_user"],
         allowed_uids=opts["allowed_uids"],
         pull_policy=opts["pull_policy"],
@@ -343,27 +356,24 @@ def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
         incremental=opts["incremental"],
         dependency_layer=opts["dependency_layer"],
         always_assemble=opts["always_assemble"],
+        push=opts["push"],
         container_labels=_pairs(opts["container_label"], "--container-label"),
     )
     report = json_reporter if opts["as_json"] else human_reporter(opts["quiet"])
     if opts["as_dockerfile"]:
-        from nbs2i import dockerfile
+        from nbs2i.build.dockerfile import write
 
-        written = dockerfile.write(request, Path(opts["as_dockerfile"]), report)
-        click.echo(str(written))
+        click.echo(str(write(request, Path(opts["as_dockerfile"]), report)))
         return
-    with connect() as engine, _interrupt_on_sigterm():
+    with signals.stop_on_signals(), connect() as engine:
         result = build.build(engine, request, report)
     if not opts["as_json"]:
-        click.echo(result.tag)
+        click.echo(f"{result.tag}@{result.digest}" if result.digest else result.tag)
     if opts["run_after"]:
         # The run container carries the --container-label values too.
+        extra = {"port": opts["port"]} if opts["port"] is not None else {}
         ctx.invoke(
-            run_cmd,
-            image=result.tag,
-            port=opts["port"],
-            quiet=opts["quiet"],
-            label=opts["container_label"],
+            run_cmd, image=result.tag, quiet=opts["quiet"], label=opts["container_label"], **extra
         )
 
 
@@ -395,7 +405,7 @@ def verify_cmd(image: str, **opts: Any) -> None:
         start_timeout=opts["timeout"],
         labels=dict(_pairs(opts["label"], "--label")),
     )
-    with _interrupt_on_sigterm(), connect() as engine:
+    with signals.stop_on_signals(), connect() as engine:
         found = verify.verify(engine, image, options, human_reporter(quiet=opts["quiet"]))
     click.echo(report.render(found, opts["fmt"]))
     if not found.ok:
@@ -415,7 +425,30 @@ def usage_cmd(image: str | None, container_label: tuple[str, ...]) -> None:
 
     labels = dict(_pairs(container_label, "--container-label"))
     with connect() as engine:
-        click.echo(build.run_usage(engine, image or build.default_builder(), labels=labels))
+        click.echo(build.usage(engine, image or build.default_builder(), labels))
+
+
+@cli.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def prune_cmd(dry_run: bool) -> None:
+    """Remove what nbs2i left behind: containers, volumes and temp directories of
+    runs that were killed, dependency layers no image uses, builder build stages,
+    images that lost their tag. Workspace volumes are kept."""
+    from nbs2i import prune
+
+    with connect() as engine:
+        found = prune.find(engine)
+        for item in found:
+            click.echo(
+                f"{'would remove' if dry_run else 'removing'} {item.kind} {item.name}: {item.why}"
+            )
+        failed = [] if dry_run else prune.remove(engine, found)
+    for item, why in failed:
+        click.echo(f"nbs2i: could not remove {item.kind} {item.name}: {why}", err=True)
+    if not found:
+        click.echo("nothing to remove")
+    if failed:
+        raise SystemExit(1)
 
 
 @cli.group("builder")
@@ -427,7 +460,7 @@ def builder_group() -> None:
 @click.option(
     "--from",
     "base_image",
-    default="debian:bookworm-slim",
+    default=defaults.BASE_IMAGE,
     show_default=True,
     help="Base image (Debian bookworm or compatible).",
 )
@@ -460,19 +493,21 @@ def builder_build_cmd(
 ) -> None:
     """Build the builder image from the s2i/ shipped with nbs2i."""
     from nbs2i import builder
+    from nbs2i.ca import default_ca_bundle
 
-    request = builder.BuilderRequest(
-        tags=tags or builder.default_tags(),
-        base_image=base_image,
-        ca_bundle=ca_bundle if ca_bundle is not None else builder.default_ca_bundle(),
-        pip_index_url=pip_index_url,
-        nocache=no_cache,
-    )
-    builder.check_request(request)  # bad input fails before the engine is asked
-    with connect() as engine:
-        result = builder.build_builder(
-            engine, request, json_reporter if as_json else human_reporter(quiet)
+    with _json_errors(as_json):
+        request = builder.BuilderRequest(
+            tags=tags or builder.default_tags(),
+            base_image=base_image,
+            ca_bundle=ca_bundle if ca_bundle is not None else default_ca_bundle(),
+            pip_index_url=pip_index_url,
+            nocache=no_cache,
         )
+        builder.check_request(request)  # bad input fails before the engine is asked
+        with signals.stop_on_signals(), connect() as engine:
+            result = builder.build_builder(
+                engine, request, json_reporter if as_json else human_reporter(quiet)
+            )
     if not as_json:
         click.echo(result.image_id)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -476,6 +477,28 @@ def negotiate_version(
             "upgrade the engine (Docker 1.12 or newer)",
         )
     return chosen
+
+
+# Docker's reference grammar: [host[:port]/]component(/component)*[:tag]; the
+# first part is a host only when it has a "." or a ":" or is "localhost".
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?$")
+_NAME = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def is_reference(ref: str) -> bool:
+    """True for a NAME[:TAG] an engine accepts as a tag (no digest)."""
+    if len(ref) > 255 or "@" in ref:
+        return False
+    first, slash, rest = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        if not _HOST.match(first):
+            return False
+        ref = rest
+    name, colon, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    return bool(_NAME.match(name)) and (not colon or bool(_TAG.match(tag)))
 
 
 def split_ref(ref: str) -> tuple[str, str]:

@@ -1,30 +1,43 @@
-"""Image metadata: the labels a build adds, the committed config, the user check.
+"""Image metadata: the labels a build writes, the config it commits, the user check.
 
 Labels: all of upstream s2i's output labels (`io.openshift.s2i.build.*`,
-`io.k8s.display-name`), so `s2i rebuild` and OpenShift consoles read our images,
-plus the OCI ones (`org.opencontainers.image.source/.revision/.created`). Only
-non-empty values are set. `.created` is the commit time, not the wall clock, so
-building the same commit twice gives the same labels. Credentials in a source
-URL never reach a label.
+`io.k8s.display-name`), so `s2i rebuild` and OpenShift consoles read our
+images, plus the OCI ones (`org.opencontainers.image.source/.revision/.created`).
+The image describes itself, not its builder: the builder's title, tags,
+version and descriptions are replaced; its S2I labels (scripts, destination)
+stay, so the image can be built upon (`--incremental`, `s2i rebuild`). Only
+non-empty values are set. `.created` is the commit time, not the wall clock,
+so building the same commit twice gives the same labels. Credentials in a
+source URL never reach a label.
 
 User check (`--allowed-uids`, default `1-`): the builder's USER and the
-assemble user must be numeric UIDs inside the range. Names are never looked up:
-a name is what makes the kubelet refuse a pod under runAsNonRoot.
+assemble user must be numeric UIDs inside the range. Names are never looked
+up: a name is what makes the kubelet refuse a pod under runAsNonRoot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from nbs2i import labels
+from nbs2i.engine import ImageConfig, split_ref
 from nbs2i.errors import SecurityError, UsageError
 from nbs2i.source import Source, redact
 
-S2I_PREFIX = "io.openshift.s2i.build."
 USER_REFUSED = "image must specify a user that is numeric and within the range of allowed users"
+# Labels that describe the builder; a built image replaces them with its own.
+_IDENTITY = (
+    labels.OCI_TITLE,
+    labels.OCI_DESCRIPTION,
+    labels.OCI_VERSION,
+    labels.OPENSHIFT_TAGS,
+    labels.K8S_DESCRIPTION,
+)
+IMAGE_TAGS = "jupyter,notebooks"
 
 
 @dataclass(frozen=True)
@@ -71,69 +84,55 @@ def check_user(user: str, allowed: UidRange, what: str) -> int:
     return int(uid_text)
 
 
-def created(source: Source) -> str:
-    """The commit time as RFC 3339 UTC, or "" for a plain directory."""
-    if source.epoch is None:
+def created(epoch: int | None) -> str:
+    """A time as RFC 3339 UTC, or "" when there is none."""
+    if epoch is None:
         return ""
-    return datetime.fromtimestamp(source.epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def output_labels(source: Source, *, builder: str, tag: str) -> dict[str, str]:
-    """Upstream s2i's output labels plus the OCI ones; empty values left out."""
+    """Upstream s2i's output labels, the OCI ones, and the image's own identity;
+    empty values left out."""
     location = redact(source.location)
-    labels = {
-        f"{S2I_PREFIX}image": builder,
-        f"{S2I_PREFIX}commit.id": source.commit,
-        f"{S2I_PREFIX}commit.ref": source.ref,
-        f"{S2I_PREFIX}commit.author": source.author,
-        f"{S2I_PREFIX}commit.date": source.date,
-        f"{S2I_PREFIX}commit.message": source.message,
-        f"{S2I_PREFIX}source-location": location,
-        f"{S2I_PREFIX}source-context-dir": source.context_dir,
-        "io.k8s.display-name": tag,
-        "org.opencontainers.image.source": location,
-        "org.opencontainers.image.revision": source.commit,
-        "org.opencontainers.image.created": created(source),
+    name, version = split_ref(tag)
+    description = f"Jupyter notebooks from {location}"
+    found = {
+        labels.BUILD_IMAGE: builder,
+        labels.BUILD_COMMIT_ID: source.commit,
+        labels.BUILD_COMMIT_REF: source.ref,
+        labels.BUILD_COMMIT_AUTHOR: source.author,
+        labels.BUILD_COMMIT_DATE: source.date,
+        labels.BUILD_COMMIT_MESSAGE: source.message,
+        labels.BUILD_SOURCE_LOCATION: location,
+        labels.BUILD_CONTEXT_DIR: source.context_dir,
+        labels.K8S_DISPLAY_NAME: tag,
+        labels.K8S_DESCRIPTION: description,
+        labels.OPENSHIFT_TAGS: IMAGE_TAGS,
+        labels.OCI_TITLE: name.rsplit("/", 1)[-1],
+        labels.OCI_DESCRIPTION: description,
+        labels.OCI_VERSION: version,
+        labels.OCI_SOURCE: location,
+        labels.OCI_REVISION: source.commit,
+        labels.OCI_CREATED: created(source.epoch),
     }
-    return {k: v for k, v in labels.items() if v}
+    return {k: v for k, v in found.items() if v}
 
 
-def env_list(env: Mapping[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in env.items()]
+def image_config(
+    builder: ImageConfig, *, cmd: tuple[str, ...], env: Mapping[str, str], extra: Mapping[str, str]
+) -> ImageConfig:
+    """The config of a built image: the builder's, with CMD = the run script, the
+    build's environment added, the builder's identity labels replaced by `extra`.
 
-
-def merge_env(base: list[str] | None, extra: Mapping[str, str]) -> list[str]:
-    """The builder's ENV with the build's values added or replaced, order kept."""
-    result: dict[str, str] = {}
-    for item in base or []:
-        key, _, value = item.partition("=")
-        result[key] = value
-    result.update(extra)
-    return env_list(result)
-
-
-def commit_config(
-    builder_config: Mapping[str, Any],
-    *,
-    cmd: list[str],
-    env: Mapping[str, str],
-    labels: Mapping[str, str],
-) -> dict[str, Any]:
-    """The config of the committed image.
-
-    Everything is given explicitly: the engine fills unset fields from the
-    assemble container, whose ENTRYPOINT was cleared and whose env may hold
-    build-only values (CA bundle paths) that must not reach the image.
+    Everything is explicit: a commit would otherwise take unset fields from the
+    assemble container, whose ENTRYPOINT was cleared and whose environment may
+    hold build-only values.
     """
-    return {
-        "User": builder_config.get("User") or "",
-        "Entrypoint": list(builder_config.get("Entrypoint") or []),
-        "Cmd": cmd,
-        "Env": merge_env(builder_config.get("Env"), env),
-        "Labels": {**(builder_config.get("Labels") or {}), **labels},
-        "WorkingDir": builder_config.get("WorkingDir") or "",
-        "ExposedPorts": builder_config.get("ExposedPorts") or {},
-        "Volumes": builder_config.get("Volumes"),
-        "StopSignal": builder_config.get("StopSignal"),
-        "Healthcheck": builder_config.get("Healthcheck"),
-    }
+    kept = {k: v for k, v in builder.labels.items() if k not in _IDENTITY}
+    return dataclasses.replace(
+        builder,
+        cmd=cmd,
+        env={**builder.env, **env},
+        labels={**kept, **extra},
+    )

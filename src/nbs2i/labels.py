@@ -64,3 +64,9 @@ RUN_IMAGE = "nbs2i.image"
 VERIFY_RUN = "nbs2i.verify.run"
 # The builder's build stage, which the engine keeps as an untagged image.
 BUILD_STAGE = "io.nbs2i.build-stage"
+# On a builder built by `nbs2i builder build`: the sha256 of its assemble
+# script, and the owners and modes of the directories from / down to its
+# notebook directory ("/opt 0:0 0755;/opt/app-root 1001:0 0775;..."). With
+# both, nbs2i can write the notebook layer itself exactly as assemble would.
+ASSEMBLE_DIGEST = "io.nbs2i.assemble-sha256"
+NOTEBOOK_DIRS = "io.nbs2i.notebook-dirs"

@@ -9,14 +9,18 @@ upstream s2i's order:
 3. the builder's `io.openshift.s2i.scripts-url` label (`image://` only: a
    builder cannot make nbs2i read the build machine's files).
 
-Uploaded scripts land in `<destination>/scripts/<name>`, as upstream puts them.
-Other URL schemes (http, https) are refused: fetching code to run from the
-network during a build is what `--scripts-url` users least expect from a tool
-that runs offline in CI.
+An uploaded script is read once, here, and its bytes travel on: what runs is
+what was checked. A repository's scripts are read with `read_control_file`
+(never through a link out of the source, never a special file). Uploaded
+scripts land in `<destination>/scripts/<name>`, as upstream puts them. Other
+URL schemes (http, https) are refused: fetching code to run from the network
+during a build is what `--scripts-url` users least expect from a tool that
+runs offline in CI.
 
 The environment is `.s2i/environment`, then each `-E` file, then each `-e`:
 later values win. The files are KEY=VALUE lines, `#` comments and blank lines
-ignored, as upstream reads them.
+ignored, as upstream reads them. Every name is checked, and so are the
+variables that would switch off the image's own mechanisms.
 """
 
 from __future__ import annotations
@@ -26,28 +30,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from nbs2i import labels
 from nbs2i.archive import TarFile
-from nbs2i.errors import BuildError, UsageError
+from nbs2i.errors import BuildError, SourceError, UsageError
+from nbs2i.source import read_control_file, read_regular_file
 
 SCRIPT_NAMES = ("assemble", "run", "save-artifacts", "usage")
-SCRIPTS_URL_LABEL = "io.openshift.s2i.scripts-url"
-DESTINATION_LABEL = "io.openshift.s2i.destination"
-ASSEMBLE_USER_LABEL = "io.openshift.s2i.assemble-user"
 DEFAULT_DESTINATION = "/tmp"
 SOURCE_SCRIPTS_DIR = ".s2i/bin"
 SOURCE_ENV_FILE = ".s2i/environment"
+# An -E file is the user's own, but still not read without bound.
+ENV_FILE_LIMIT = 1 << 20
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The loader's variables and nss_wrapper's: the image relies on them to give
+# any UID a name (LD_PRELOAD=libnss_wrapper.so) and to run at all.
+_REFUSED_PREFIXES = ("LD_", "NSS_WRAPPER_")
 
 
 @dataclass(frozen=True)
 class Script:
-    """One script: its path inside the build container, and the file to upload if any."""
+    """One script: its path inside the build container (and the image), and the
+    bytes to upload there, if any."""
 
     name: str
-    path: str  # absolute path in the assemble container (and the image)
-    upload: Path | None  # host file to put at `path`; None when the image has it
-    origin: str  # "scripts-url", "source" or "image" (for messages)
+    path: str
+    content: bytes | None = None  # None: the image has it
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class Scripts:
         script = self.get(name)
         if script is None:
             raise BuildError(
-                f"no {name} script: builder {builder} has no {SCRIPTS_URL_LABEL} label "
+                f"no {name} script: builder {builder} has no {labels.SCRIPTS_URL} label "
                 f"and the source has no {SOURCE_SCRIPTS_DIR}/{name}",
                 f"use an S2I builder image, add {SOURCE_SCRIPTS_DIR}/{name} to the "
                 "repository, or give --scripts-url image:///path/to/scripts",
@@ -75,9 +83,9 @@ class Scripts:
         """Tar entries (relative to the destination) for the scripts to upload."""
         base = PurePosixPath(self.destination)
         return [
-            TarFile(name=str(PurePosixPath(s.path).relative_to(base)), path=s.upload, mode=0o755)
+            TarFile(str(PurePosixPath(s.path).relative_to(base)), data=s.content, mode=0o755)
             for s in self.found
-            if s.upload is not None
+            if s.content is not None
         ]
 
 
@@ -96,35 +104,32 @@ def parse_scripts_url(url: str, *, allow_file: bool = True) -> tuple[str, str]:
     raise UsageError(f"scripts URL {url!r} is not supported", f"give {allowed}")
 
 
-def destination(labels: Mapping[str, str] | None) -> str:
+def destination(image_labels: Mapping[str, str]) -> str:
     """The builder's destination dir (label io.openshift.s2i.destination, default /tmp)."""
-    value = (labels or {}).get(DESTINATION_LABEL) or DEFAULT_DESTINATION
-    if not value.startswith("/"):
+    value = image_labels.get(labels.DESTINATION) or DEFAULT_DESTINATION
+    if not value.startswith("/") or ".." in PurePosixPath(value).parts:
         raise BuildError(
-            f"the builder's {DESTINATION_LABEL} label {value!r} is not an absolute path",
+            f"the builder's {labels.DESTINATION} label {value!r} is not an absolute path",
             "fix the label in the builder image",
         )
     return value.rstrip("/") or "/"
 
 
 def resolve_scripts(
-    *,
-    scripts_url: str,
-    source_root: Path | None,
-    image_labels: Mapping[str, str] | None,
+    *, scripts_url: str, source_root: Path | None, image_labels: Mapping[str, str]
 ) -> Scripts:
     """Find every script in upstream's order (see the module docstring)."""
     dest = destination(image_labels)
     upload_dir = f"{dest}/scripts" if dest != "/" else "/scripts"
     given = parse_scripts_url(scripts_url) if scripts_url else None
-    label = (image_labels or {}).get(SCRIPTS_URL_LABEL, "")
+    label = image_labels.get(labels.SCRIPTS_URL, "")
     from_label = parse_scripts_url(label, allow_file=False) if label else None
     if given and given[0] == "file" and not Path(given[1]).is_dir():
         raise UsageError(
             f"--scripts-url directory {given[1]} does not exist",
             "give a directory that holds assemble and run",
         )
-    found: list[Script] = []
+    found = []
     for name in SCRIPT_NAMES:
         script = _find(name, given, source_root, from_label, upload_dir)
         if script is not None:
@@ -142,17 +147,28 @@ def _find(
     if given is not None:
         scheme, where = given
         if scheme == "image":
-            return Script(name, f"{where}/{name}", None, "scripts-url")
+            return Script(name, f"{where}/{name}")
         local = Path(where) / name
         if local.is_file():
-            return Script(name, f"{upload_dir}/{name}", local, "scripts-url")
+            return Script(name, f"{upload_dir}/{name}", _read_host_file(local, "script"))
     if source_root is not None:
-        local = source_root / SOURCE_SCRIPTS_DIR / name
-        if local.is_file():
-            return Script(name, f"{upload_dir}/{name}", local, "source")
+        content = read_control_file(source_root, f"{SOURCE_SCRIPTS_DIR}/{name}")
+        if content is not None:
+            return Script(name, f"{upload_dir}/{name}", content)
     if from_label is not None:
-        return Script(name, f"{from_label[1]}/{name}", None, "image")
+        return Script(name, f"{from_label[1]}/{name}")
     return None
+
+
+def _read_host_file(path: Path, what: str) -> bytes:
+    """A small file of this machine that the user named (-E, --scripts-url file://)."""
+    try:
+        data = read_regular_file(path.resolve(), str(path), limit=ENV_FILE_LIMIT)
+    except SourceError as exc:
+        raise UsageError(f"{what}: {exc.problem}", exc.fix) from None
+    if data is None:
+        raise UsageError(f"{what} {path} does not exist", f"give an existing {what} file")
+    return data
 
 
 # -- environment ---------------------------------------------------------------
@@ -176,38 +192,60 @@ def parse_env_lines(lines: Iterable[str], where: str) -> dict[str, str]:
     return env
 
 
-def parse_env_file(path: Path) -> dict[str, str]:
+def _decode(data: bytes, where: str) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read environment file {path}: {exc.strerror}",
-            "give an existing KEY=VALUE file to -E/--environment-file",
-        ) from None
+        return data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
-        raise UsageError(f"environment file {path} is not UTF-8 text", "save it as UTF-8") from None
-    return parse_env_lines(text.splitlines(), str(path))
+        raise UsageError(f"{where} is not UTF-8 text", "save it as UTF-8") from None
 
 
-def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
-    """-e KEY=VALUE options."""
-    env: dict[str, str] = {}
+def parse_env_pairs(pairs: Sequence[str], option: str = "-e") -> tuple[tuple[str, str], ...]:
+    """`-e KEY=VALUE` options, in order."""
+    found = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not _ENV_NAME.match(key):
-            raise UsageError(f"-e {pair!r} is not KEY=VALUE", "write -e KEY=VALUE")
-        env[key] = value
-    return env
+            raise UsageError(
+                f"{option} {pair!r} is not KEY=VALUE",
+                f"write {option} KEY=VALUE (KEY of letters, digits and _)",
+            )
+        found.append((key, value))
+    return tuple(found)
+
+
+def check_environment(env: Mapping[str, str]) -> None:
+    """Refuse what would break the image's own mechanisms: the dynamic loader's
+    variables (LD_PRELOAD carries nss_wrapper, which names any UID), nss_wrapper's
+    files, a PATH without the system's programs."""
+    for key, value in env.items():
+        if not _ENV_NAME.match(key):
+            raise UsageError(f"environment name {key!r} is not valid", "use letters, digits and _")
+        if key.startswith(_REFUSED_PREFIXES):
+            raise UsageError(
+                f"{key} would replace what the image needs to run (the loader and nss_wrapper "
+                "give any UID a name)",
+                f"leave {key} out of the build environment; set it in a kernel or a script instead",
+            )
+        if key == "PATH" and not any(p in ("/usr/bin", "/bin") for p in value.split(":")):
+            raise UsageError(
+                f"PATH={value!r} leaves out /usr/bin: nothing in the image could start",
+                "extend PATH instead of replacing it, e.g. PATH=/my/tools:/opt/app-root/venv/bin:"
+                "/usr/local/bin:/usr/bin:/bin",
+            )
 
 
 def build_environment(
     source_root: Path | None, env_files: Sequence[Path], env: Mapping[str, str]
 ) -> dict[str, str]:
-    """`.s2i/environment`, then -E files, then -e values; later wins."""
+    """`.s2i/environment`, then -E files, then -e values; later wins; checked."""
     result: dict[str, str] = {}
-    if source_root is not None and (source_root / SOURCE_ENV_FILE).is_file():
-        result.update(parse_env_file(source_root / SOURCE_ENV_FILE))
+    if source_root is not None:
+        data = read_control_file(source_root, SOURCE_ENV_FILE)
+        if data is not None:
+            result.update(parse_env_lines(_decode(data, SOURCE_ENV_FILE), SOURCE_ENV_FILE))
     for path in env_files:
-        result.update(parse_env_file(Path(path)))
+        data = _read_host_file(Path(path), "environment file")
+        result.update(parse_env_lines(_decode(data, str(path)), str(path)))
     result.update(env)
+    check_environment(result)
     return result

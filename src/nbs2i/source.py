@@ -18,6 +18,17 @@ Choices that differ from upstream s2i, on purpose:
   repository from the build machine's disk into the image (CVE-2022-39253).
 - Git's own multi-line stderr is boiled down to its first `fatal:`/`error:` line,
   and credentials in URLs are masked in every message.
+- A password in an http(s) URL never reaches Git's files: the clone is made
+  from the URL without it, and Git asks a credential helper, scoped to that
+  host, which reads it from the environment of the git process. So `.git/config`,
+  the reflog and FETCH_HEAD hold no secret, whatever `--exclude` lets into the
+  image.
+
+The repository is untrusted input. `read_control_file()` is how nbs2i reads
+every file whose content steers the build (ignore rules, environment, scripts,
+dependency files): never through a link that leaves the source, never a
+special file (a FIFO would hang the build, /dev/zero would never end), never
+more than a bounded number of bytes.
 """
 
 from __future__ import annotations
@@ -25,8 +36,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
+import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +59,16 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
 # Characters Git forbids in ref names (git check-ref-format), plus whitespace.
 _BAD_REF = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^-|^/|/$|\.lock$|^$")
-_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+# Everything between "://" and the LAST "@" of the authority: a password may
+# itself hold a raw "@".
+_CREDENTIALS = re.compile(r"(://)[^/\s]*@")
+# Bytes nbs2i reads at most from a file that steers the build.
+CONTROL_FILE_LIMIT = 1 << 20
+# Environment variables the scoped credential helper reads.
+_USER_VAR = "NBS2I_GIT_USERNAME"
+_PASSWORD_VAR = "NBS2I_GIT_PASSWORD"
+# Temp directories of clones: the pid tells `nbs2i prune` whether their owner lives.
+CLONE_PREFIX = "nbs2i-src-"
 
 # Protocols Git may use; `file` only for a file:// source (see module docstring).
 _NETWORK_PROTOCOLS = "https:http:ssh:git"
@@ -66,8 +89,9 @@ class Source:
     message: str  # first line of the commit message ("" when none)
     context_dir: str  # relative path inside the repo ("" for the root)
     root: Path  # directory whose CONTENTS are built (context dir applied)
-    epoch: int | None  # commit time in epoch seconds (SOURCE_DATE_EPOCH), None for a plain dir
-    is_local_dir: bool  # True when built from a directory as it is on disk
+    # Embedded times are clamped to this (the commit time, else $SOURCE_DATE_EPOCH);
+    # None for a plain directory without SOURCE_DATE_EPOCH.
+    epoch: int | None
 
 
 @dataclass(frozen=True)
@@ -89,7 +113,7 @@ def open_source(location: str, *, ref: str = "", context_dir: str = "") -> Itera
     """
     context = clean_context_dir(context_dir)
     if ref:
-        _check_ref_syntax(ref)
+        check_ref_syntax(ref)
     if location.startswith("-"):
         raise SourceError(
             f"source {location!r} looks like an option",
@@ -134,6 +158,46 @@ def redact(url: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", url)
 
 
+@dataclass(frozen=True)
+class _Credentials:
+    """A URL split into what Git may store and the secret it must not."""
+
+    url: str  # without user:password@ for http(s); unchanged otherwise
+    username: str = ""
+    password: str = ""
+
+
+def _split_credentials(url: str) -> _Credentials:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return _Credentials(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return _Credentials(clean, urllib.parse.unquote(user), urllib.parse.unquote(password))
+
+
+def _credential_environment(creds: _Credentials) -> dict[str, str]:
+    """A credential helper, for this URL's host only, that answers from the
+    environment: the secret is never on a command line, in a config file or a log."""
+    if not creds.username and not creds.password:
+        return {}
+    parts = urllib.parse.urlsplit(creds.url)
+    helper = (
+        '!f() { test "$1" = get || exit 0; '
+        f'printf "username=%s\\npassword=%s\\n" "${_USER_VAR}" "${_PASSWORD_VAR}"; }}; f'
+    )
+    # Appended after any GIT_CONFIG_KEY_n the user already passes to Git.
+    index = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {
+        "GIT_CONFIG_COUNT": str(index + 1),
+        f"GIT_CONFIG_KEY_{index}": f"credential.{parts.scheme}://{parts.netloc}.helper",
+        f"GIT_CONFIG_VALUE_{index}": helper,
+        _USER_VAR: creds.username,
+        _PASSWORD_VAR: creds.password,
+    }
+
+
 def git_environment(url: str) -> dict[str, str]:
     """Environment for every git command: never prompt, limited protocols."""
     env = {
@@ -166,7 +230,77 @@ def summarize_git_error(exc: BaseException) -> str:
     return redact(lines[-1]) if lines else "git failed"
 
 
-def _check_ref_syntax(ref: str) -> None:
+def read_control_file(root: Path, rel: str, *, limit: int = CONTROL_FILE_LIMIT) -> bytes | None:
+    """The bytes of a small regular file of the source; None when there is none.
+
+    Refuses (SourceError naming the file) a path that resolves outside the
+    source, anything but a regular file, and more than `limit` bytes. Opened
+    non-blocking and without following a final link swapped in meanwhile.
+    """
+    path = Path(root) / rel
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise SourceError(
+            f"{rel} links outside the source",
+            f"replace the link with the file itself or remove {rel}",
+        )
+    return read_regular_file(real, rel, limit=limit)
+
+
+def read_regular_file(
+    path: str | Path, shown: str, *, limit: int = CONTROL_FILE_LIMIT
+) -> bytes | None:
+    """At most `limit` bytes of a regular file; None when it does not exist.
+    Non-blocking open and a type check first: a FIFO or a device is refused,
+    never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read {shown}: {exc.strerror}", f"make {shown} a readable file"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourceError(
+                f"{shown} is not a regular file", f"make {shown} a plain file or remove it"
+            )
+        data = b""
+        while len(data) <= limit:
+            block = os.read(fd, limit + 1 - len(data))
+            if not block:
+                break
+            data += block
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise SourceError(
+            f"{shown} is larger than {limit // 1024} KiB",
+            f"keep {shown} small: nbs2i reads at most that",
+        )
+    return data
+
+
+def source_date_epoch() -> int | None:
+    """$SOURCE_DATE_EPOCH (reproducible-builds.org), when set to a number."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise SourceError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
+            "set it to a Unix time, e.g. $(git log -1 --format=%ct), or unset it",
+        )
+    return int(value)
+
+
+def check_ref_syntax(ref: str) -> None:
     if _BAD_REF.search(ref):
         raise SourceError(
             f"ref {ref!r} is not a valid Git ref",
@@ -206,7 +340,7 @@ def _local_source(location: str, ref: str, context: str) -> Source:
             f"--ref {ref} cannot be used with a local directory (it is built as it is on disk)",
             f"give the repository as a URL to build a ref: file://{path}",
         )
-    commit = _describe_local(path)
+    commit = describe(path)
     return Source(
         location=str(path),
         ref="",
@@ -216,37 +350,34 @@ def _local_source(location: str, ref: str, context: str) -> Source:
         message=commit.message,
         context_dir=context,
         root=_apply_context(path, context, str(path)),
-        epoch=commit.epoch,
-        is_local_dir=True,
+        epoch=commit.epoch if commit.epoch is not None else source_date_epoch(),
     )
 
 
-def _describe_local(path: Path) -> _Commit:
-    """HEAD of the Git checkout that holds path, or nothing for a plain dir."""
-    git = _git_module()
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return _Commit()
-    try:
-        return _describe(repo)
-    except (ValueError, git.GitError):  # a repository without commits yet
-        return _Commit()
-    finally:
-        repo.close()
+# %H, author, committer date (ISO 8601 and Unix time), subject; NUL-separated.
+_DESCRIBE_FORMAT = "%H%x00%an <%ae>%x00%cI%x00%ct%x00%s"
 
 
-def _describe(repo: git.Repo) -> _Commit:
-    commit = repo.head.commit
-    summary = commit.message.strip().splitlines()[0] if commit.message.strip() else ""
-    author = f"{commit.author.name} <{commit.author.email}>" if commit.author else ""
-    return _Commit(
-        sha=commit.hexsha,
-        author=author,
-        date=commit.committed_datetime.isoformat(),
-        message=summary,
-        epoch=int(commit.committed_date),
-    )
+def describe(path: Path) -> _Commit:
+    """HEAD of the Git checkout that holds path; nothing for a plain directory or a
+    repository without commits. One `git log`, so a directory build never loads
+    GitPython."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(path), "log", "-1", f"--format={_DESCRIBE_FORMAT}", "HEAD"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+            timeout=30,
+            check=False,
+        )
+    except FileNotFoundError:
+        return _Commit()  # no git on this machine: a plain directory to us
+    fields = done.stdout.rstrip("\n").split("\0")
+    if done.returncode != 0 or len(fields) != 5:
+        return _Commit()
+    sha, author, date, epoch, subject = fields
+    return _Commit(sha, author, date, subject, int(epoch))
 
 
 def _apply_context(repo_root: Path, context: str, location: str) -> Path:
@@ -272,23 +403,24 @@ def _apply_context(repo_root: Path, context: str, location: str) -> Path:
 
 @contextmanager
 def _cloned(url: str, ref: str, context: str) -> Iterator[Source]:
-    tmp = Path(tempfile.mkdtemp(prefix="nbs2i-src-"))
+    creds = _split_credentials(url)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{CLONE_PREFIX}{os.getpid()}-"))
     try:
         # A subdirectory, so the source root has normal permissions (mkdtemp makes 0700).
         repo_dir = tmp / "repo"
-        commit = _clone(url, ref, repo_dir)
+        _clone(creds, ref, repo_dir)
+        commit = describe(repo_dir)
         yield Source(
-            # Credentials in the URL must not travel on into image labels.
-            location=redact(url),
+            # No credentials travel on into messages, image labels or files.
+            location=redact(creds.url),
             ref=ref,
             commit=commit.sha,
             author=commit.author,
             date=commit.date,
             message=commit.message,
             context_dir=context,
-            root=_apply_context(repo_dir, context, url),
+            root=_apply_context(repo_dir, context, creds.url),
             epoch=commit.epoch,
-            is_local_dir=False,
         )
     finally:
         remove_tree(tmp)
@@ -303,10 +435,11 @@ def remove_tree(path: Path) -> None:
         time.sleep(0.2)
 
 
-def _clone(url: str, ref: str, dest: Path) -> _Commit:
-    """Fetch as little history as gives the asked commit, with submodules; describe it."""
+def _clone(creds: _Credentials, ref: str, dest: Path) -> None:
+    """Fetch as little history as gives the asked commit, with submodules."""
     git = _git_module()
-    env = git_environment(url)
+    url = creds.url
+    env = {**git_environment(url), **_credential_environment(creds)}
     try:
         if not ref:
             repo = git.Repo.clone_from(url, dest, env=env, depth=1, single_branch=True)
@@ -324,7 +457,6 @@ def _clone(url: str, ref: str, dest: Path) -> _Commit:
         ) from None
     try:
         _update_submodules(repo, url, env)
-        return _describe(repo)
     finally:
         repo.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import docker.constants
 import docker.errors
 import pytest
 import requests
@@ -40,7 +41,7 @@ class Flaky:
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     # Keep the policy (attempts, what is transient) but not the sleeping.
-    monkeypatch.setattr(eng, "wait_exponential", lambda **_: lambda _state: 0)
+    monkeypatch.setattr("tenacity.wait_exponential", lambda **_: lambda _state: 0)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_server_error_message_is_one_line() -> None:
 
 @pytest.mark.parametrize(
     ("server", "expected"),
-    [("1.41", "1.41"), ("1.24", "1.24"), ("1.99", eng.docker.constants.DEFAULT_DOCKER_API_VERSION)],
+    [("1.41", "1.41"), ("1.24", "1.24"), ("1.99", docker.constants.DEFAULT_DOCKER_API_VERSION)],
 )
 def test_version_negotiation_picks_the_newest_common_version(server: str, expected: str) -> None:
     assert eng.negotiate_version(server, "1.12") == expected

@@ -1,0 +1,18 @@
+"""The defaults a user sees in `--help`, defined once.
+
+The modules that own these behaviours import them from here, and so does the
+command line, which must not import those modules before a command runs
+(`nbs2i --help` starts in a few tens of milliseconds). Nothing here imports.
+"""
+
+from __future__ import annotations
+
+# nbs2i build
+PULL_POLICIES = ("always", "never", "if-not-present")
+PULL_POLICY = "if-not-present"
+ALLOWED_UIDS = "1-"
+EXCLUDE = r"(^|/)\.git(/|$)"
+
+# nbs2i builder build
+BASE_IMAGE = "debian:bookworm-slim"
+BUILDER_REPOSITORY = "nbs2i/builder"
