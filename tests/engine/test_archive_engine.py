@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from nbs2i.archive import TarFile, tar_stream
-from nbs2i.engine import Engine
+from nbs2i.engine import ContainerSpec, Engine
 from nbs2i.errors import SourceError
-
-from ..conftest import TEST_LABELS, Tracker
+from tests.support.session import LABELS
+from tests.support.tracker import Tracker
 
 UID = 1000680000  # OpenShift-style: beyond what plain ustar headers hold
 EPOCH = 1_700_000_000
@@ -19,14 +19,10 @@ EPOCH = 1_700_000_000
 
 @pytest.fixture
 def container(engine: Engine, track: Tracker) -> str:
-    cid = track.container(
-        engine.create_container(
-            "debian:bookworm-slim",
-            command=["sleep", "300"],
-            labels=TEST_LABELS,
-            host_config={"network_mode": "none"},
-        )
+    spec = ContainerSpec(
+        "debian:bookworm-slim", command=("sleep", "300"), labels=LABELS, network="none"
     )
+    cid = track.container(engine.create_container(spec))
     engine.start(cid)
     return cid
 

@@ -7,11 +7,15 @@ import shutil
 from pathlib import Path
 
 from nbs2i.build import build
-from nbs2i.dockerfile import write
+from nbs2i.build.dockerfile import write
 from nbs2i.engine import Engine
-from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
-from tests.engine.test_build import SAMPLES, assert_nothing_left, build_request
-from tests.tiny_builder import make_repo, run_in_image
+from tests.support.builds import SAMPLES
+from tests.support.builds import request as build_request
+from tests.support.gitrepo import make_repo
+from tests.support.images import build_directory, run_in_image
+from tests.support.leftovers import assert_nothing_left
+from tests.support.session import LABELS, SESSION_ID, tag
+from tests.support.tracker import Tracker
 
 LISTING = ["find", "/opt/app-root/src", "-printf", "%U:%G %m %y %p\\n"]
 
@@ -23,8 +27,8 @@ def test_dockerfile_builds_the_same_image(
     make_repo(repo, SAMPLES)
     (repo / "requirements.txt").write_text(f"# dockerfile {SESSION_ID}\nnumpy\n")
     (repo / "notes.md").write_text('price: $5 "quoted"\n')
-    via_nbs2i = track.image(f"nbs2i-test/df-nbs2i:{SESSION_ID}")
-    via_docker = track.image(f"nbs2i-test/df-docker:{SESSION_ID}")
+    via_nbs2i = track.image(tag("df-nbs2i"))
+    via_docker = track.image(tag("df-docker"))
     req = build_request(repo, via_nbs2i, tiny_builder, env=(("GREETING", "hello $USER"),))
     result = build(engine, req)
     track.image(result.deps_image)
@@ -34,23 +38,20 @@ def test_dockerfile_builds_the_same_image(
     text = dockerfile.read_text()
     assert text.count("RUN ") == 2 and "NBS2I_ASSEMBLE_PHASE=deps" in text
     assert "COPY --chown=1001:0 upload/src/ /tmp/src/" in text
-    log = []
-    for event in engine.build(path=str(out), tag=via_docker, labels=TEST_LABELS):
-        assert "error" not in event, "".join(log) + str(event)
-        log.append(str(event.get("stream", "")))
-    assert "requirements unchanged: not installing" in "".join(log)
+    log = build_directory(engine, out, via_docker)
+    assert "requirements unchanged: not installing" in log
 
-    a = engine.inspect_image(via_nbs2i)["Config"]
-    b = engine.inspect_image(via_docker)["Config"]
-    assert a["Cmd"] == b["Cmd"] == ["/usr/libexec/s2i/run"]
-    assert a["Entrypoint"] == b["Entrypoint"] and a["User"] == b["User"] == "1001"
-    assert "GREETING=hello $USER" in b["Env"] and "GREETING=hello $USER" in a["Env"]
-    skip = {"nbs2i.role", "nbs2i.deps-key", *TEST_LABELS}
-    assert {k: v for k, v in a["Labels"].items() if k not in skip} == {
-        k: v for k, v in b["Labels"].items() if k not in skip
+    a = engine.inspect_image(via_nbs2i).config
+    b = engine.inspect_image(via_docker).config
+    assert a.cmd == b.cmd == ("/usr/libexec/s2i/run",)
+    assert a.entrypoint == b.entrypoint and a.user == b.user == "1001"
+    assert a.env["GREETING"] == b.env["GREETING"] == "hello $USER"
+    skip = {"nbs2i.deps-key", *LABELS}
+    assert {k: v for k, v in a.labels.items() if k not in skip} == {
+        k: v for k, v in b.labels.items() if k not in skip
     }
-    _, listing_a = run_in_image(engine, via_nbs2i, LISTING, TEST_LABELS)
-    _, listing_b = run_in_image(engine, via_docker, LISTING, TEST_LABELS)
+    _, listing_a = run_in_image(engine, via_nbs2i, LISTING)
+    _, listing_b = run_in_image(engine, via_docker, LISTING)
     assert sorted(listing_a.splitlines()) == sorted(listing_b.splitlines())
     assert "1001:0 664 f /opt/app-root/src/notes.md" in listing_b.splitlines()
     shutil.rmtree(out)

@@ -4,20 +4,21 @@ volume, no untagged image, no image under the tag."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nbs2i.engine import Engine
-from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
-from tests.engine.test_build import assert_nothing_left
-from tests.tiny_builder import derived, make_repo, one_notebook
+from tests.support.builds import SAMPLES
+from tests.support.cli import fails
+from tests.support.gitrepo import make_repo, one_notebook
+from tests.support.leftovers import assert_nothing_left
+from tests.support.session import label_args, tag
+from tests.support.tiny_builder import derived
+from tests.support.tracker import Tracker
 
-SAMPLES = Path(__file__).resolve().parents[2] / "sample-notebooks"
-LABEL_ARGS = [a for k, v in TEST_LABELS.items() for a in ("--container-label", f"{k}={v}")]
+LABEL_ARGS = label_args("--container-label")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bad_builders(tiny_builder: str, engine: Engine) -> dict[str, str]:
+def bad_builders(tiny_builder: str, engine: Engine) -> Iterator[dict[str, str]]:
     """Builders that must be refused, derived from the tiny one."""
     variants = {
         "root": "USER root",
@@ -41,34 +42,20 @@ def bad_builders(tiny_builder: str, engine: Engine) -> dict[str, str]:
     built: dict[str, str] = {}
     try:
         for name, lines in variants.items():
-            ref = f"nbs2i-test/bad-builder-{name}:{SESSION_ID}"
-            built[name] = derived(engine, tiny_builder, ref, lines, TEST_LABELS)
-        yield built  # type: ignore[misc]
+            built[name] = derived(engine, tiny_builder, tag(f"bad-builder-{name}"), lines)
+        yield built
     finally:
         for ref in built.values():
             engine.remove_image(ref, force=True)
 
 
 def fail(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run `nbs2i build`, expect a failure; the error line (checked to be the only one
-    with 'error' and the last line)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "nbs2i", "build", *args, *LABEL_ARGS],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {}), "NBS2I_DEBUG": ""},
-        timeout=300,
-    )
-    assert done.returncode != 0, done.stderr
-    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("nbs2i: error: "), done.stderr
-    assert ": " in last[len("nbs2i: error: ") :], "no fix after the problem"
-    return done.stderr
+    """Run `nbs2i build`, expect one error line last; all of stderr."""
+    return fails("build", *args, *LABEL_ARGS, env=env).stderr
 
 
 def out(name: str) -> str:
-    return f"nbs2i-test/err-{name}:{SESSION_ID}"
+    return tag(f"err-{name}")
 
 
 def check_clean(engine: Engine, name: str) -> None:
@@ -95,7 +82,7 @@ def test_missing_context_dir(engine: Engine, tiny_builder: str, repo: Path) -> N
 
 
 def test_builder_missing_under_pull_policy_never(engine: Engine, repo: Path) -> None:
-    absent = f"nbs2i-test/absent-builder:{SESSION_ID}"
+    absent = tag("absent-builder")
     err = fail(str(repo), out("never"), "--builder", absent, "--pull-policy", "never")
     last = err.splitlines()[-1]
     assert absent in last and "nbs2i builder build" in last
@@ -116,8 +103,19 @@ def test_builder_user_root_or_name_is_refused(
 def test_assemble_user_option_is_checked_too(engine: Engine, tiny_builder: str, repo: Path) -> None:
     err = fail(str(repo), out("au"), "--builder", tiny_builder, "--assemble-user", "0")
     assert "numeric and within the range" in err.splitlines()[-1]
-    err = fail(str(repo), out("au"), "--builder", tiny_builder, "--allowed-uids", "2000-3000")
-    assert "(2000-3000)" in err.splitlines()[-1]
+    # The builder's USER (1001) is allowed, the assemble user is not.
+    err = fail(
+        str(repo),
+        out("au"),
+        "--builder",
+        tiny_builder,
+        "--allowed-uids",
+        "1001,2000-3000",
+        "--assemble-user",
+        "1500",
+    )
+    last = err.splitlines()[-1]
+    assert "assemble user 1500 refused" in last and "(1001,2000-3000)" in last
     check_clean(engine, "au")
 
 

@@ -12,12 +12,12 @@ TINY_NET=1 lists the network interfaces, TINY_FAIL_DEPS=1 fails the deps phase.
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+import io
+import tarfile
 
-from nbs2i.engine import Engine
+from nbs2i.engine import BuildSpec, Docker
 from nbs2i.errors import BuildError
+from tests.support.session import LABELS
 
 ASSEMBLE = r"""#!/bin/sh
 # tiny assemble: move the source into place, fake a dependency install.
@@ -92,148 +92,30 @@ CMD ["/usr/libexec/s2i/run"]
 SCRIPTS = {"assemble": ASSEMBLE, "run": RUN, "save-artifacts": SAVE_ARTIFACTS, "usage": USAGE}
 
 
-def build_image(
-    engine: Engine, tag: str, dockerfile: str, labels: Mapping[str, str], with_scripts: bool = True
-) -> str:
-    """docker build of `dockerfile` (with the tiny scripts in bin/) tagged `tag`."""
-    with tempfile.TemporaryDirectory(prefix="nbs2i-tiny-") as tmp:
-        ctx = Path(tmp)
-        (ctx / "Dockerfile").write_text(dockerfile)
-        (ctx / "bin").mkdir()
-        if with_scripts:
-            for name, text in SCRIPTS.items():
-                (ctx / "bin" / name).write_text(text)
-        log = []
-        for event in engine.build(path=str(ctx), tag=tag, labels=dict(labels)):
-            if "error" in event:
-                raise BuildError(
-                    f"tiny builder build failed: {event['error']}", details="".join(log)
-                )
-            log.append(str(event.get("stream", "")))
+def build_image(engine: Docker, tag: str, dockerfile: str, with_scripts: bool = True) -> str:
+    """docker build of `dockerfile` (with the tiny scripts in bin/) tagged `tag`,
+    labelled as this session's."""
+    files = {"Dockerfile": dockerfile.encode()}
+    if with_scripts:
+        files.update({f"bin/{name}": text.encode() for name, text in SCRIPTS.items()})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    log = []
+    for event in engine.build(BuildSpec(buffer.getvalue(), tag, labels=LABELS)):
+        if event.error:
+            raise BuildError(f"tiny builder build failed: {event.error}", details="".join(log))
+        log.append(event.stream)
     return tag
 
 
-def build_tiny_builder(engine: Engine, tag: str, labels: Mapping[str, str]) -> str:
-    return build_image(engine, tag, DOCKERFILE, labels)
+def build_tiny_builder(engine: Docker, tag: str) -> str:
+    return build_image(engine, tag, DOCKERFILE)
 
 
-def derived(engine: Engine, base: str, tag: str, lines: str, labels: Mapping[str, str]) -> str:
+def derived(engine: Docker, base: str, tag: str, lines: str) -> str:
     """An image FROM base with extra Dockerfile lines (root user, named user, no label...)."""
-    return build_image(engine, tag, f"FROM {base}\n{lines}\n", labels, with_scripts=False)
-
-
-# -- helpers for the build tests ---------------------------------------------------
-
-
-def run_in_image(
-    engine: Engine,
-    image: str,
-    cmd: list[str],
-    labels: Mapping[str, str],
-    user: str | None = None,
-    timeout: float = 300,
-) -> tuple[int, str]:
-    """Run cmd in a throwaway container of image (entrypoint cleared); (exit code, output)."""
-    cid = engine.create_container(
-        image, entrypoint=[""], command=cmd, user=user or "", labels=dict(labels)
-    )
-    try:
-        out = engine.attach_output(cid)
-        engine.start(cid)
-        text = b"".join(out).decode("utf-8", "replace")
-        return engine.wait(cid, timeout=timeout), text
-    finally:
-        engine.remove_container(cid)
-
-
-def git(cwd: Path, *args: str) -> str:
-    import subprocess
-
-    env = {
-        "GIT_AUTHOR_NAME": "Teacher",
-        "GIT_AUTHOR_EMAIL": "teacher@example.org",
-        "GIT_COMMITTER_NAME": "Teacher",
-        "GIT_COMMITTER_EMAIL": "teacher@example.org",
-        "GIT_AUTHOR_DATE": "2024-03-01T10:00:00Z",
-        "GIT_COMMITTER_DATE": "2024-03-01T10:00:00Z",
-        "HOME": str(cwd),
-        "PATH": "/usr/bin:/bin",
-    }
-    done = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-def one_notebook(tmp_path: Path, name: str = "src") -> Path:
-    """A source directory holding one empty notebook, a.ipynb."""
-    src = tmp_path / name
-    src.mkdir()
-    (src / "a.ipynb").write_text("{}")
-    return src
-
-
-def make_repo(path: Path, content: Path, subdir: str = "") -> str:
-    """A Git repo at path holding a copy of content (under subdir); returns the commit."""
-    import shutil
-
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(content, path / subdir if subdir else path, dirs_exist_ok=True)
-    git(path, "init", "-q")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "Lecture notebooks")
-    return git(path, "rev-parse", "HEAD")
-
-
-class _Stream:
-    """A file-like view of an iterator of bytes chunks (for tarfile's stream mode)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it = iter(chunks)
-        self._buf = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            chunk = next(self._it, None)
-            if chunk is None:
-                break
-            self._buf += chunk
-        if size < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:size], self._buf[size:]
-        return out
-
-
-def find_in_layers(engine: Engine, image: str, needles: Sequence[bytes]) -> list[str]:
-    """Every layer entry (of `docker save image`) whose name or content holds a needle.
-
-    Streams the export: layers are read one at a time, never the whole image.
-    """
-    import tarfile
-
-    hits: list[str] = []
-    layers = 0
-    with tarfile.open(fileobj=_Stream(engine.export_image(image)), mode="r|") as outer:
-        for member in outer:
-            if not member.name.endswith("layer.tar"):
-                continue
-            layers += 1
-            data = outer.extractfile(member)
-            assert data is not None
-            with tarfile.open(fileobj=data, mode="r|") as layer:
-                for entry in layer:
-                    body = b""
-                    if entry.isfile():
-                        f = layer.extractfile(entry)
-                        body = f.read() if f else b""
-                    for needle in needles:
-                        if needle in entry.name.encode() or needle in body:
-                            hits.append(f"{member.name}:{entry.name}")
-    assert layers > 0, f"docker save {image} held no layer"
-    return hits
+    return build_image(engine, tag, f"FROM {base}\n{lines}\n", with_scripts=False)

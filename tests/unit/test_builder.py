@@ -10,20 +10,30 @@ import pytest
 from click.testing import CliRunner
 
 from nbs2i import builder
+from nbs2i.ca import default_ca_bundle
+from nbs2i.engine import BuildEvent
 from nbs2i.cli import cli, run_guarded
 from nbs2i.errors import BuildError, UsageError
 from nbs2i.progress import Event
 
 
-def test_ca_bundle_default_follows_pip_then_requests_then_ssl() -> None:
-    env = {"SSL_CERT_FILE": "/c", "REQUESTS_CA_BUNDLE": "/b", "PIP_CERT": "/a"}
-    assert builder.default_ca_bundle(env) == Path("/a")
+def test_ca_bundle_default_follows_pip_then_requests_then_ssl(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / name for name in "abc")
+    for path in (a, b, c):
+        path.write_text("pem")
+    env = {"SSL_CERT_FILE": str(c), "REQUESTS_CA_BUNDLE": str(b), "PIP_CERT": str(a)}
+    assert default_ca_bundle(env) == a
     del env["PIP_CERT"]
-    assert builder.default_ca_bundle(env) == Path("/b")
+    assert default_ca_bundle(env) == b
     del env["REQUESTS_CA_BUNDLE"]
-    assert builder.default_ca_bundle(env) == Path("/c")
-    assert builder.default_ca_bundle({"PIP_CERT": ""}) is None
-    assert builder.default_ca_bundle({}) is None
+    assert default_ca_bundle(env) == c
+    assert default_ca_bundle({"PIP_CERT": ""}) is None
+    assert default_ca_bundle({}) is None
+
+
+def test_a_stale_ca_variable_is_one_error_for_every_command(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"\$SSL_CERT_FILE names .*gone.pem, which is not a file"):
+        default_ca_bundle({"SSL_CERT_FILE": str(tmp_path / "gone.pem")})
 
 
 def test_default_tags_are_version_and_latest() -> None:
@@ -69,7 +79,7 @@ def test_context_carries_the_bundle_with_its_marker(tmp_path: Path) -> None:
     [
         ({"tags": ()}, "no tag"),
         ({"tags": ("bad tag",)}, "is not an image tag"),
-        ({"ca_bundle": Path("/nonexistent/ca.pem")}, "does not exist"),
+        ({"ca_bundle": Path("/nonexistent/ca.pem")}, "is not a file"),
         ({"pip_index_url": "pypi.internal/simple"}, "is not a URL"),
     ],
 )
@@ -83,10 +93,10 @@ def test_follow_reports_steps_and_output_and_finds_the_image() -> None:
     events: list[Event] = []
     stream = iter(
         [
-            {"stream": "Step 1/2 : FROM debian:bookworm-slim\n"},
-            {"stream": " ---> 2599450c7d49\n"},
-            {"aux": {"ID": "sha256:abc"}},
-            {"stream": "Successfully built abc\n"},
+            BuildEvent(stream="Step 1/2 : FROM debian:bookworm-slim\n"),
+            BuildEvent(stream=" ---> 2599450c7d49\n"),
+            BuildEvent(image_id="sha256:abc"),
+            BuildEvent(stream="Successfully built abc\n"),
         ]
     )
     assert builder._follow(stream, events.append) == "sha256:abc"
@@ -96,9 +106,9 @@ def test_follow_reports_steps_and_output_and_finds_the_image() -> None:
 def test_follow_turns_a_build_error_into_one_line_with_the_tail() -> None:
     stream = iter(
         [
-            {"stream": "Step 6/21 : RUN pip install\n"},
-            {"stream": "SSL: CERTIFICATE_VERIFY_FAILED\n"},
-            {"error": "The command returned a non-zero code: 1", "errorDetail": {"message": "x"}},
+            BuildEvent(stream="Step 6/21 : RUN pip install\n"),
+            BuildEvent(stream="SSL: CERTIFICATE_VERIFY_FAILED\n"),
+            BuildEvent(error="The command returned a non-zero code: 1"),
         ]
     )
     with pytest.raises(BuildError) as info:
@@ -110,7 +120,7 @@ def test_follow_turns_a_build_error_into_one_line_with_the_tail() -> None:
 
 def test_follow_without_an_image_fails() -> None:
     with pytest.raises(BuildError, match="without an image"):
-        builder._follow(iter([{"stream": "Step 1/1 : FROM x\n"}]), lambda _e: None)
+        builder._follow(iter([BuildEvent(stream="Step 1/1 : FROM x\n")]), lambda _e: None)
 
 
 def test_cli_refuses_a_missing_bundle_before_asking_the_engine(
@@ -124,7 +134,7 @@ def test_cli_refuses_a_missing_bundle_before_asking_the_engine(
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert err.strip().count("\n") == 0 and err.startswith("nbs2i: error: the CA bundle")
+    assert err.strip().count("\n") == 0 and err.startswith("nbs2i: error: --ca-bundle")
 
 
 def test_cli_help_lists_the_options() -> None:
@@ -142,4 +152,6 @@ def test_build_args_carry_base_version_and_index() -> None:
     assert args["BASE_IMAGE"] == "my/debian:12"
     assert args["PIP_INDEX_URL"] == "https://pypi.corp/simple"
     assert args["NBS2I_VERSION"]
+    assert args["NBS2I_ASSEMBLE_SHA256"] == builder.shipped_assemble_digest()
+    assert len(args["NBS2I_ASSEMBLE_SHA256"]) == 64
     assert "PIP_INDEX_URL" not in builder._build_args(builder.BuilderRequest(tags=("x/y:1",)))

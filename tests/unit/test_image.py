@@ -1,4 +1,4 @@
-"""Output labels, the committed config, and the allowed-UIDs check."""
+"""Output labels, the built image's config, and the allowed-UIDs check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from nbs2i.errors import SecurityError, UsageError
-from nbs2i.image import check_user, commit_config, created, output_labels, parse_uid_range
+from nbs2i.engine import ImageConfig
+from nbs2i.image import check_user, created, image_config, output_labels, parse_uid_range
 from nbs2i.source import Source
 
 
@@ -22,7 +23,6 @@ def source(**kw: object) -> Source:
         context_dir="notebooks",
         root=Path("/tmp/x"),
         epoch=1709287200,
-        is_local_dir=False,
     )
     base.update(kw)
     return Source(**base)  # type: ignore[arg-type]
@@ -40,6 +40,12 @@ def test_output_labels_are_upstreams_plus_oci_without_credentials() -> None:
         "io.openshift.s2i.build.source-location": "https://***@git.example.org/course.git",
         "io.openshift.s2i.build.source-context-dir": "notebooks",
         "io.k8s.display-name": "course:3",
+        "io.k8s.description": "Jupyter notebooks from https://***@git.example.org/course.git",
+        "io.openshift.tags": "jupyter,notebooks",
+        "org.opencontainers.image.title": "course",
+        "org.opencontainers.image.description": "Jupyter notebooks from "
+        "https://***@git.example.org/course.git",
+        "org.opencontainers.image.version": "3",
         "org.opencontainers.image.source": "https://***@git.example.org/course.git",
         "org.opencontainers.image.revision": "a" * 40,
         "org.opencontainers.image.created": "2024-03-01T10:00:00Z",
@@ -56,38 +62,48 @@ def test_plain_directory_has_no_commit_labels() -> None:
         message="",
         context_dir="",
         epoch=None,
-        is_local_dir=True,
     )
     labels = output_labels(plain, builder="b", tag="t")
     assert set(labels) == {
         "io.openshift.s2i.build.image",
         "io.openshift.s2i.build.source-location",
         "io.k8s.display-name",
+        "io.k8s.description",
+        "io.openshift.tags",
         "org.opencontainers.image.source",
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.description",
+        "org.opencontainers.image.version",
     }
-    assert created(plain) == ""
+    assert created(plain.epoch) == ""
 
 
-def test_commit_config_restores_the_builder_and_drops_nothing() -> None:
-    builder = {
-        "User": "1001",
-        "Entrypoint": ["tini", "-g", "--"],
-        "Cmd": ["/usr/libexec/s2i/usage"],
-        "Env": ["PATH=/usr/bin", "HOME=/home/jovyan"],
-        "Labels": {"io.openshift.s2i.scripts-url": "image:///usr/libexec/s2i"},
-        "WorkingDir": "/opt/app-root/src",
-        "ExposedPorts": {"8888/tcp": {}},
-    }
-    conf = commit_config(
-        builder, cmd=["/usr/libexec/s2i/run"], env={"HOME": "/h", "A": "1"}, labels={"x": "y"}
+def test_image_config_keeps_the_builder_but_its_identity() -> None:
+    builder = ImageConfig(
+        user="1001",
+        entrypoint=("tini", "-g", "--"),
+        cmd=("/usr/libexec/s2i/usage",),
+        env={"PATH": "/usr/bin", "HOME": "/home/jovyan"},
+        labels={
+            "io.openshift.s2i.scripts-url": "image:///usr/libexec/s2i",
+            "org.opencontainers.image.title": "nbs2i-builder",
+            "org.opencontainers.image.version": "0.2.0",
+            "io.openshift.tags": "builder,jupyter",
+        },
+        working_dir="/opt/app-root/src",
+        exposed_ports=("8888/tcp",),
     )
-    assert conf["Entrypoint"] == ["tini", "-g", "--"]
-    assert conf["Cmd"] == ["/usr/libexec/s2i/run"]
-    assert conf["User"] == "1001"
-    assert conf["Env"] == ["PATH=/usr/bin", "HOME=/h", "A=1"]
-    assert conf["Labels"] == {"io.openshift.s2i.scripts-url": "image:///usr/libexec/s2i", "x": "y"}
-    assert conf["ExposedPorts"] == {"8888/tcp": {}}
-    assert commit_config({}, cmd=["r"], env={}, labels={})["Entrypoint"] == []
+    conf = image_config(
+        builder, cmd=("/usr/libexec/s2i/run",), env={"HOME": "/h", "A": "1"}, extra={"x": "y"}
+    )
+    assert conf.entrypoint == ("tini", "-g", "--") and conf.user == "1001"
+    assert conf.cmd == ("/usr/libexec/s2i/run",)
+    assert list(conf.env.items()) == [("PATH", "/usr/bin"), ("HOME", "/h"), ("A", "1")]
+    assert conf.labels == {"io.openshift.s2i.scripts-url": "image:///usr/libexec/s2i", "x": "y"}
+    assert conf.exposed_ports == ("8888/tcp",) and conf.working_dir == "/opt/app-root/src"
+    raw = conf.to_api()
+    assert raw["Env"] == ["PATH=/usr/bin", "HOME=/h", "A=1"]
+    assert raw["ExposedPorts"] == {"8888/tcp": {}} and raw["Entrypoint"] == ["tini", "-g", "--"]
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,11 @@ class Installed:
 
 
 def project_version() -> str:
+    """The version pyproject takes from the package (one place for it)."""
     with (REPO / "pyproject.toml").open("rb") as f:
-        return str(tomllib.load(f)["project"]["version"])
+        path = tomllib.load(f)["tool"]["hatch"]["version"]["path"]
+    text = (REPO / path).read_text()
+    return text.split('__version__ = "', 1)[1].split('"', 1)[0]
 
 
 def clean_env() -> dict[str, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.errors import BuildError, UsageError
+from nbs2i.errors import BuildError, SourceError, UsageError
 from nbs2i.scripts import (
     build_environment,
     parse_env_lines,
@@ -27,20 +27,16 @@ def script_file(path: Path, text: str = "#!/bin/sh\n") -> Path:
 def test_label_only_gives_image_paths(tmp_path: Path) -> None:
     scripts = resolve_scripts(scripts_url="", source_root=tmp_path, image_labels=LABELS)
     assert scripts.require("assemble", "b").path == "/usr/libexec/s2i/assemble"
-    assert scripts.require("run", "b").upload is None
+    assert scripts.require("run", "b").content is None
     assert scripts.destination == "/tmp"
     assert scripts.uploads() == []
 
 
 def test_source_s2i_bin_beats_the_label(tmp_path: Path) -> None:
-    mine = script_file(tmp_path / ".s2i/bin/assemble")
+    script_file(tmp_path / ".s2i/bin/assemble", "#!/bin/sh\necho mine\n")
     scripts = resolve_scripts(scripts_url="", source_root=tmp_path, image_labels=LABELS)
     assemble = scripts.require("assemble", "b")
-    assert (assemble.path, assemble.upload, assemble.origin) == (
-        "/tmp/scripts/assemble",
-        mine,
-        "source",
-    )
+    assert (assemble.path, assemble.content) == ("/tmp/scripts/assemble", b"#!/bin/sh\necho mine\n")
     assert scripts.require("run", "b").path == "/usr/libexec/s2i/run"
     assert [u.name for u in scripts.uploads()] == ["scripts/assemble"]
     assert scripts.uploads()[0].mode == 0o755
@@ -49,11 +45,11 @@ def test_source_s2i_bin_beats_the_label(tmp_path: Path) -> None:
 def test_scripts_url_beats_source_and_label(tmp_path: Path) -> None:
     script_file(tmp_path / "src/.s2i/bin/assemble")
     url_dir = tmp_path / "url"
-    script_file(url_dir / "assemble")
+    script_file(url_dir / "assemble", "#!/bin/sh\necho url\n")
     scripts = resolve_scripts(
         scripts_url=f"file://{url_dir}", source_root=tmp_path / "src", image_labels=LABELS
     )
-    assert scripts.require("assemble", "b").upload == url_dir / "assemble"
+    assert scripts.require("assemble", "b").content == b"#!/bin/sh\necho url\n"
     # not in the URL dir: falls through to the label
     assert scripts.require("run", "b").path == "/usr/libexec/s2i/run"
     image = resolve_scripts(
@@ -108,9 +104,10 @@ def test_env_file_syntax() -> None:
 
 
 def test_env_pairs() -> None:
-    assert parse_env_pairs(["A=1", "B=="]) == {"A": "1", "B": "="}
-    with pytest.raises(UsageError):
-        parse_env_pairs(["novalue"])
+    assert parse_env_pairs(["A=1", "B=="]) == (("A", "1"), ("B", "="))
+    for bad in ["novalue", "A B=x", "=x", "1A=x"]:
+        with pytest.raises(UsageError, match="is not KEY=VALUE"):
+            parse_env_pairs([bad])
 
 
 def test_environment_precedence(tmp_path: Path) -> None:
@@ -123,5 +120,40 @@ def test_environment_precedence(tmp_path: Path) -> None:
     env = build_environment(tmp_path, [first, second], {"D": "e"})
     assert env == {"A": "s2i", "B": "one", "C": "two", "D": "e"}
     assert build_environment(tmp_path, [], {"A": "e"})["A"] == "e"
-    with pytest.raises(UsageError, match="cannot read environment file"):
+    with pytest.raises(UsageError, match="missing.env does not exist"):
         build_environment(tmp_path, [tmp_path / "missing.env"], {})
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("PATH=", "leaves out /usr/bin"),
+        ("PATH=/opt/tools", "leaves out /usr/bin"),
+        ("LD_PRELOAD=/tmp/x.so", "LD_PRELOAD"),
+        ("LD_LIBRARY_PATH=/x", "LD_LIBRARY_PATH"),
+        ("NSS_WRAPPER_PASSWD=/tmp/p", "NSS_WRAPPER_PASSWD"),
+    ],
+)
+def test_environment_that_would_break_the_image_is_refused(
+    tmp_path: Path, line: str, words: str
+) -> None:
+    (tmp_path / ".s2i").mkdir()
+    (tmp_path / ".s2i/environment").write_text(f"A=1\n{line}\n")
+    with pytest.raises(UsageError, match=words):
+        build_environment(tmp_path, [], {})
+    with pytest.raises(UsageError, match=words):
+        build_environment(None, [], dict([line.split("=", 1)]))
+
+
+def test_a_longer_path_is_fine(tmp_path: Path) -> None:
+    env = build_environment(None, [], {"PATH": "/opt/tools:/usr/local/bin:/usr/bin:/bin"})
+    assert env["PATH"].startswith("/opt/tools")
+
+
+def test_a_repository_script_linking_out_of_the_source_is_refused(tmp_path: Path) -> None:
+    secret = script_file(tmp_path / "host" / "secret", "token\n")
+    src = tmp_path / "src"
+    (src / ".s2i/bin").mkdir(parents=True)
+    (src / ".s2i/bin/usage").symlink_to(secret)
+    with pytest.raises(SourceError, match=r"\.s2i/bin/usage links outside the source"):
+        resolve_scripts(scripts_url="", source_root=src, image_labels=LABELS)

@@ -109,7 +109,6 @@ def test_clone_default_branch_is_shallow_and_described(repo: Repo, temp_root: Pa
         assert dt.datetime.fromisoformat(src.date).timestamp() == COMMIT_TIME + 200
         assert src.date.endswith("+01:00")
         assert (src.location, src.ref, src.context_dir) == (repo.url, "", "")
-        assert not src.is_local_dir
         assert (src.root / "README.md").read_text() == "v3"
         assert history_length(src.root) == 1
         assert names(src.root) == [
@@ -197,7 +196,6 @@ def test_local_checkout_is_used_as_on_disk(repo: Repo, temp_root: Path) -> None:
     (repo.path / "notebooks" / "new.ipynb").write_text("{}")  # untracked file
     (repo.path / "README.md").unlink()  # deleted but committed
     with open_source(str(repo.path)) as src:
-        assert src.is_local_dir
         assert src.root == repo.path.resolve()
         assert src.location == str(repo.path.resolve())
         assert src.commit == repo.third  # HEAD describes it
@@ -233,7 +231,6 @@ def test_plain_directory_has_empty_description(tmp_path: Path) -> None:
     with open_source(str(plain)) as src:
         assert (src.commit, src.author, src.date, src.message, src.ref) == ("", "", "", "", "")
         assert src.epoch is None
-        assert src.is_local_dir
 
 
 def test_repository_without_commits_has_empty_description(tmp_path: Path) -> None:
@@ -431,19 +428,32 @@ def test_temp_dir_removed_on_interrupt_during_clone(
     assert list(temp_root.iterdir()) == []
 
 
-def test_credentials_never_reach_the_description(
+def test_credentials_never_reach_the_description_or_git(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbs2i import source
 
-    seen: list[str] = []
+    seen: list[source._Credentials] = []
     real_clone = source._clone
 
-    def clone_from_disk(url: str, ref: str, dest: Path):  # type: ignore[no-untyped-def]
-        seen.append(url)  # git itself gets the credentials
-        return real_clone(repo.url, ref, dest)
+    def clone_from_disk(creds: source._Credentials, ref: str, dest: Path) -> None:
+        seen.append(creds)
+        real_clone(source._Credentials(repo.url), ref, dest)
 
     monkeypatch.setattr(source, "_clone", clone_from_disk)
-    with open_source("https://user:s3cret@example.org/o/r.git") as src:
-        assert src.location == "https://***@example.org/o/r.git"
-    assert seen == ["https://user:s3cret@example.org/o/r.git"]
+    with open_source("https://user:s3c@ret@example.org/o/r.git") as src:
+        assert src.location == "https://example.org/o/r.git"
+    # Git is given the URL without the password, which travels in the helper's environment.
+    assert seen == [source._Credentials("https://example.org/o/r.git", "user", "s3c@ret")]
+    env = source._credential_environment(seen[0])
+    assert "s3c@ret" not in " ".join(v for k, v in env.items() if k != "NBS2I_GIT_PASSWORD")
+    assert env["GIT_CONFIG_KEY_0"] == "credential.https://example.org.helper"
+
+
+def test_redact_masks_a_password_holding_an_at_sign() -> None:
+    from nbs2i.source import redact
+
+    assert redact("https://user:p@ss@host/x.git") == "https://***@host/x.git"
+    assert (
+        redact("fatal: could not read https://u:p@h/x") == "fatal: could not read https://***@h/x"
+    )

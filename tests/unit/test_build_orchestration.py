@@ -1,0 +1,180 @@
+"""The order of a build's steps, and its clean-up at every failure point, against a
+fake engine (the real one cannot be made to fail on demand)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from nbs2i import labels
+from nbs2i.build import build
+from nbs2i.build.request import BuildRequest, Injection
+from nbs2i.builder import shipped_assemble_digest
+from nbs2i.engine import ImageConfig
+from nbs2i.errors import BuildError, EngineError
+from tests.support.builds import Events
+from tests.support.fake_engine import FakeEngine
+
+BUILDER = "nbs2i/builder:test"
+CONFIG = ImageConfig(
+    user="1001",
+    entrypoint=("tini", "-g", "--"),
+    cmd=("/usr/libexec/s2i/run",),
+    env={"NOTEBOOK_DIR": "/opt/app-root/src"},
+    labels={
+        labels.SCRIPTS_URL: "image:///usr/libexec/s2i",
+        labels.DESTINATION: "/tmp",
+        labels.OCI_TITLE: labels.BUILDER_TITLE,
+        labels.ASSEMBLE_DIGEST: shipped_assemble_digest(),
+        labels.NOTEBOOK_DIRS: "/opt 0:0 0755;/opt/app-root 1001:0 0775;/opt/app-root/src 1001:0 0775",
+    },
+)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    fake = FakeEngine()
+    fake.add_image(BUILDER, CONFIG, ("sha256:base1", "sha256:base2"))
+    return fake
+
+
+@pytest.fixture
+def course(tmp_path: Path) -> Path:
+    src = tmp_path / "course"
+    src.mkdir()
+    (src / "a.ipynb").write_text("{}")
+    return src
+
+
+def request(src: Path, **changes: object) -> BuildRequest:
+    return replace(BuildRequest(source=str(src), tag="class/w1:1", builder=BUILDER), **changes)  # type: ignore[arg-type]
+
+
+def test_notebooks_only_write_a_layer_and_create_no_container(
+    engine: FakeEngine, course: Path
+) -> None:
+    result = build(engine, request(course))
+    assert result.method == "layer"
+    assert "create_container" not in engine.calls and "commit" not in engine.calls
+    assert engine.calls.index("history") < engine.calls.index("load_image")
+    image = engine.store["class/w1:1"]
+    assert image.id == result.image_id
+    assert image.layers[:2] == ("sha256:base1", "sha256:base2") and len(image.layers) == 3
+    assert image.config.labels[labels.OCI_TITLE] == "w1"
+
+
+def test_the_same_source_gives_the_same_image(engine: FakeEngine, course: Path) -> None:
+    first = build(engine, request(course))
+    engine.remove_image("class/w1:1")
+    assert build(engine, request(course)).image_id == first.image_id
+
+
+def test_assemble_runs_in_a_container_in_order(engine: FakeEngine, course: Path) -> None:
+    events = Events()
+    result = build(engine, request(course, always_assemble=True), events)
+    assert result.method == "assemble"
+    steps = [
+        c
+        for c in engine.calls
+        if c
+        in (
+            "create_container",
+            "put_archive",
+            "attach",
+            "start",
+            "wait",
+            "commit",
+            "remove_container",
+        )
+    ]
+    assert steps == [
+        "create_container",
+        "put_archive",
+        "attach",
+        "start",
+        "wait",
+        "commit",
+        "remove_container",
+    ]
+    assert engine.live == ([], [])
+    assert "working" in events.outputs
+
+
+def test_dependencies_first_then_the_notebooks(engine: FakeEngine, course: Path) -> None:
+    (course / "requirements.txt").write_text("numpy\n")
+    result = build(engine, request(course))
+    assert result.deps_image.startswith("nbs2i-cache/deps:") and not result.deps_reused
+    assert result.method == "layer"
+    first_commit = engine.calls.index("commit")
+    assert first_commit < engine.calls.index("load_image")
+    deps_container = next(iter(engine.archives))
+    assert "/tmp/src/requirements.txt" in engine.archives[deps_container]
+    assert "/tmp/src/a.ipynb" not in engine.archives[deps_container], "notebooks in the deps layer"
+    assert engine.live == ([], [])
+    again = build(engine, request(course))
+    assert again.deps_reused and again.deps_image == result.deps_image
+
+
+@pytest.mark.parametrize(
+    "fail_at",
+    [
+        "create_volume",
+        "put_archive#1",
+        "put_archive#2",
+        "create_container#2",
+        "start",
+        "wait",
+        "commit",
+    ],
+)
+def test_every_failure_point_leaves_nothing(
+    engine: FakeEngine, course: Path, tmp_path: Path, fail_at: str
+) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("x")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    engine.fail_at = fail_at
+    req = request(
+        course,
+        always_assemble=True,
+        injections=(Injection(secret, "/run/secrets/x"),),
+        ca_bundle=ca,
+    )
+    with pytest.raises(EngineError, match="injected failure"):
+        build(engine, req)
+    assert engine.live == ([], []), f"left behind after a failure in {fail_at}"
+    assert "class/w1:1" not in engine.store
+
+
+def test_a_failing_assemble_leaves_nothing(engine: FakeEngine, course: Path) -> None:
+    engine.exit_code = 3
+    with pytest.raises(BuildError, match="assemble failed with exit code 3"):
+        build(engine, request(course, always_assemble=True))
+    assert engine.live == ([], [])
+
+
+def test_an_engine_that_refuses_the_written_image_gets_assemble(
+    engine: FakeEngine, course: Path
+) -> None:
+    engine.fail_at = "load_image"
+    events = Events()
+    result = build(engine, request(course), events)
+    assert result.method == "assemble"
+    assert any("refused the image nbs2i wrote" in w for w in events.warnings)
+    assert engine.live == ([], [])
+
+
+def test_a_rebuild_removes_the_image_it_replaced(engine: FakeEngine, course: Path) -> None:
+    first = build(engine, request(course, always_assemble=True))
+    (course / "b.ipynb").write_text("{}")
+    second = build(engine, request(course, always_assemble=True))
+    assert second.image_id != first.image_id
+    assert first.image_id not in engine.store
+
+
+def test_push_after_the_build(engine: FakeEngine, course: Path) -> None:
+    result = build(engine, request(course, push=True))
+    assert engine.calls[-1] == "push" and result.digest.startswith("sha256:")

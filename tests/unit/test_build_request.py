@@ -1,0 +1,84 @@
+"""A build request is checked before anything slow: tags, options, injections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nbs2i.build.request import BuildRequest, Injection, check
+from nbs2i.engine import is_reference, split_ref
+from nbs2i.errors import Nbs2iError, UsageError
+
+
+def test_split_ref() -> None:
+    assert split_ref("course") == ("course", "latest")
+    assert split_ref("course:3") == ("course", "3")
+    assert split_ref("registry:5000/org/course") == ("registry:5000/org/course", "latest")
+    assert split_ref("registry:5000/org/course:v1") == ("registry:5000/org/course", "v1")
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "a",
+        "my/lectures:2026",
+        "127.0.0.1:5000/x/y:1",
+        "localhost:5000/a",
+        "reg.example.org/c/w-1:v1.0",
+    ],
+)
+def test_references_an_engine_accepts(ref: str) -> None:
+    assert is_reference(ref)
+
+
+@pytest.mark.parametrize(
+    "ref", ["", "A/b", "Upper:1", "a:", "a b", "a@sha256:00", "a/b/c:-x", "x" * 256, "a//b"]
+)
+def test_references_an_engine_refuses(ref: str) -> None:
+    assert not is_reference(ref)
+
+
+def request(**changes: object) -> BuildRequest:
+    return BuildRequest(**{"source": ".", "tag": "course:1", **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"tag": "Course:1"}, "is not an image name"),
+        ({"tag": "course@sha256:00"}, "is not an image name"),
+        ({"builder": "no such"}, "--builder"),
+        ({"pull_policy": "sometimes"}, "--pull-policy"),
+        ({"allowed_uids": "1-a"}, "--allowed-uids"),
+        ({"env": (("A B", "x"),)}, "not valid"),
+        ({"env": (("LD_PRELOAD", "/x.so"),)}, "LD_PRELOAD"),
+        ({"env": (("PATH", ""),)}, "PATH"),
+        ({"env": (("PATH", "/opt/bin"),)}, "PATH"),
+        ({"excludes": ("(",)}, "regular expression"),
+        ({"context_dir": "../up"}, "leaves the repository"),
+        ({"ref": "a..b"}, "not a valid Git ref"),
+        ({"ca_bundle": Path("/nowhere/ca.pem")}, "--ca-bundle"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line(changes: dict[str, object], words: str) -> None:
+    with pytest.raises(Nbs2iError) as caught:
+        check(request(**changes))
+    assert words in str(caught.value)
+    assert "\n" not in str(caught.value) and caught.value.fix
+
+
+def test_a_good_request_passes() -> None:
+    check(request(env=(("PATH", "/my/bin:/usr/bin"),), excludes=(r"(^|/)data(/|$)",)))
+
+
+def test_inject_parse(tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text("x")
+    assert Injection.parse(f"{f}:/run/secrets/") == Injection(f, "/run/secrets")
+    bad = [f"{f}", f"{f}:relative", f"{f}:/", f"{f}:/a/../b", ":/x", f"{f}:/proc/x", f"{f}:/dev"]
+    for text in bad:
+        with pytest.raises(UsageError):
+            Injection.parse(text)
+    with pytest.raises(UsageError, match="does not exist"):
+        Injection.parse(f"{tmp_path}/missing:/run/x")
