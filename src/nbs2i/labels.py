@@ -64,3 +64,12 @@ RUN_IMAGE = "nbs2i.image"
 VERIFY_RUN = "nbs2i.verify.run"
 # The builder's build stage, which the engine keeps as an untagged image.
 BUILD_STAGE = "io.nbs2i.build-stage"
+
+# -- Kubernetes objects nbs2i writes (`nbs2i deploy`) -----------------------------
+# Kubernetes' recommended labels, which consoles and `kubectl get -l` understand.
+APP_NAME = "app.kubernetes.io/name"
+APP_INSTANCE = "app.kubernetes.io/instance"
+APP_COMPONENT = "app.kubernetes.io/component"
+APP_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_NBS2I = "nbs2i"
+COMPONENT_NOTEBOOK = "notebook"
