@@ -10,6 +10,7 @@ import pytest
 
 from nbs2i import deploy, registry
 from nbs2i.deploy.options import DeployOptions, check
+from nbs2i.engine import split_ref
 from nbs2i.errors import EngineError, Nbs2iError, UsageError
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -41,6 +42,21 @@ def test_references_parse(ref: str, repository: str, tag: str, digest: str) -> N
 def test_bad_references_are_refused(ref: str) -> None:
     with pytest.raises(UsageError, match="not an image reference"):
         registry.ImageRef.parse(ref)
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("127.0.0.1:5000/a/b", ("127.0.0.1:5000/a/b", "latest")),
+        ("127.0.0.1:5000/a/b:v1", ("127.0.0.1:5000/a/b", "v1")),
+        (f"127.0.0.1:5000/a/b@{DIGEST}", ("127.0.0.1:5000/a/b", DIGEST)),
+        (f"127.0.0.1:5000/a/b:v1@{DIGEST}", ("127.0.0.1:5000/a/b", DIGEST)),
+    ],
+)
+def test_the_engine_pulls_a_pinned_reference_by_its_digest(
+    ref: str, expected: tuple[str, str]
+) -> None:
+    assert split_ref(ref) == expected
 
 
 def test_pinned_drops_the_tag_for_the_digest() -> None:
