@@ -161,3 +161,19 @@ def test_render_is_deterministic() -> None:
     ):
         opts = deploy.options(target, image, token="t" * 24 if target == "kubernetes" else None)
         assert deploy.render(opts) == deploy.render(opts)
+
+
+@pytest.mark.parametrize(
+    ("target", "image", "expected"),
+    [
+        ("openshift", None, "oc new-app -f"),
+        ("kubernetes", IMAGE, "kubectl apply -n <ns> -f"),
+        ("zero-to-jupyterhub", IMAGE, "helm upgrade --install"),
+    ],
+)
+def test_next_steps_name_the_files(
+    tmp_path: Path, target: str, image: str | None, expected: str
+) -> None:
+    result = deploy.write(deploy.options(target, image), tmp_path / "out dir")
+    steps = deploy.next_steps(result)
+    assert any(expected in line and "'" in line for line in steps), steps

@@ -15,10 +15,12 @@ cluster or an engine.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from nbs2i import restricted
 from nbs2i.deploy import kubernetes, openshift, yamltext, zero_to_jupyterhub
 from nbs2i.deploy.options import (
     KUBERNETES,
@@ -40,6 +42,7 @@ __all__ = [
     "DeployOptions",
     "DeployResult",
     "Manifest",
+    "next_steps",
     "options",
     "render",
     "write",
@@ -61,6 +64,8 @@ class Manifest:
 @dataclass(frozen=True)
 class DeployResult:
     target: str
+    name: str
+    directory: Path
     files: tuple[Path, ...]
     image: str  # what the cluster pulls (the builder, for openshift)
     token: str  # "" when none was made or given here (openshift generates its own)
@@ -132,7 +137,31 @@ def write(opts: DeployOptions, output: Path | str, *, force: bool = False) -> De
     image = opts.image or default_builder()
     if opts.target != OPENSHIFT:
         image = str(image_ref(opts))
-    return DeployResult(opts.target, tuple(paths), image, opts.token)
+    return DeployResult(opts.target, opts.name, directory, tuple(paths), image, opts.token)
+
+
+def next_steps(result: DeployResult) -> tuple[str, ...]:
+    """What to run with the files, one line each, for the command line to print."""
+    where = shlex.quote(str(result.directory))
+    if result.target == OPENSHIFT:
+        template = shlex.quote(str(result.directory / "template.yaml"))
+        return (
+            f"oc new-app -f {template} -p REPOSITORY_URL=<git url>   "
+            "(prints the generated token)",
+            f"oc get route {result.name} -o jsonpath='{{.spec.host}}'",
+        )
+    if result.target == KUBERNETES:
+        steps = [
+            "kubectl label namespace <ns> pod-security.kubernetes.io/enforce=restricted",
+            f"kubectl apply -n <ns> -f {where}",
+            f"kubectl port-forward -n <ns> deployment/{result.name} "
+            f"{restricted.SERVER_PORT}:{restricted.SERVER_PORT}",
+        ]
+        if result.token:
+            steps.append(f"token: in {kubernetes.names(result.name)['secret']} (secret.yaml)")
+        return tuple(steps)
+    values = shlex.quote(str(result.directory / "values.yaml"))
+    return (f"helm upgrade --install <release> jupyterhub/jupyterhub --values {values}",)
 
 
 def _write_file(path: Path, text: str, mode: int) -> None:
