@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_TAG ?= nbs2i-demo/sample-notebooks:latest
 
-.PHONY: demo test venv engine base-image browser lint unit bench clean
+.PHONY: demo test venv engine base-image browser registry openshift-schema lint unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,39 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "make browser: install Debian's chromium package (as root: apt-get install -y chromium)" >&2; exit 1; fi; }
 
+# Debian's docker-registry, which the push test starts on 127.0.0.1
+# (tests/engine/test_deploy_registry.py). The package's own service is stopped:
+# the test runs its own, on a port of its own.
+registry:
+	@command -v docker-registry >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; \
+	    service docker-registry stop >/dev/null 2>&1 || true; \
+	  else echo "make registry: install Debian's docker-registry package (as root: apt-get install -y docker-registry)" >&2; exit 1; fi; }
+
+# The OpenShift API's OpenAPI document, for the schemas of Template,
+# BuildConfig, ImageStream and Route (tests/support/openshift.py): the one the
+# npm package openshift-rest-client ships, fetched with npm, checked by hash.
+OPENSHIFT_SPEC := .cache/openshift-openapi-spec.json.gz
+OPENSHIFT_SPEC_PACKAGE := openshift-rest-client-9.1.1.tgz
+OPENSHIFT_SPEC_SHA512 := 48cfb6c2351cd6479a20659ac747e24bad71a6a60e22b66232b3f5c3099bae6942b0538e44e6cb42fbc3ddb2d37768973930eccc20e3c3875a76a8d504d23403
+
+$(OPENSHIFT_SPEC):
+	mkdir -p .cache/npm-pack
+	cd .cache/npm-pack && npm pack --silent openshift-rest-client@9.1.1 >/dev/null
+	echo "$(OPENSHIFT_SPEC_SHA512)  .cache/npm-pack/$(OPENSHIFT_SPEC_PACKAGE)" | sha512sum -c --quiet -
+	tar -xzOf .cache/npm-pack/$(OPENSHIFT_SPEC_PACKAGE) package/lib/specs/openshift-openapi-spec.json.gz > $@.partial
+	mv $@.partial $@
+
+openshift-schema: $(OPENSHIFT_SPEC)
+
 lint: venv
 	$(BIN)/ruff check .
 
-unit: venv
+unit: venv openshift-schema
 	$(BIN)/pytest -m "not engine"
 
-test: venv base-image browser lint
+test: venv base-image browser registry openshift-schema lint
 	$(BIN)/pytest
 
 demo: venv base-image
@@ -44,4 +70,4 @@ bench: venv base-image
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

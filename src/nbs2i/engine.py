@@ -502,7 +502,12 @@ def is_reference(ref: str) -> bool:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
-    """("repository", "tag") of an image reference; tag "latest" when none is given."""
+    """("repository", "tag") of an image reference; tag "latest" when none is given.
+    For `name[:tag]@sha256:...` the "tag" is the digest, which is how the
+    engine's API takes a pull by digest."""
+    name, at, digest = ref.partition("@")
+    if at:
+        return split_ref(name)[0], digest
     last = ref.rsplit("/", 1)[-1]
     if ":" in last:
         repo, _, tag = ref.rpartition(":")

@@ -70,3 +70,13 @@ BUILD_STAGE = "io.nbs2i.build-stage"
 # both, nbs2i can write the notebook layer itself exactly as assemble would.
 ASSEMBLE_DIGEST = "io.nbs2i.assemble-sha256"
 NOTEBOOK_DIRS = "io.nbs2i.notebook-dirs"
+
+
+# -- Kubernetes objects nbs2i writes (`nbs2i deploy`) -----------------------------
+# Kubernetes' recommended labels, which consoles and `kubectl get -l` understand.
+APP_NAME = "app.kubernetes.io/name"
+APP_INSTANCE = "app.kubernetes.io/instance"
+APP_COMPONENT = "app.kubernetes.io/component"
+APP_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_NBS2I = "nbs2i"
+COMPONENT_NOTEBOOK = "notebook"

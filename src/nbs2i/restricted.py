@@ -36,6 +36,8 @@ HOME = "/home/jovyan"
 TMP = "/tmp"
 TMPFS_OPTIONS = "rw,nosuid,nodev,mode=1777"
 CAP_DROP = ("ALL",)
+# The seccomp profile that both Pod Security "restricted" and restricted-v2 admit.
+SECCOMP_PROFILE = "RuntimeDefault"
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 # Published ports are bound here only: a token in a URL is not a reason to
 # expose code execution to the network.
@@ -118,11 +120,33 @@ def container_security_context(uid: int | None = None) -> dict[str, Any]:
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": list(CAP_DROP)},
-        "seccompProfile": {"type": "RuntimeDefault"},
+        "seccompProfile": {"type": SECCOMP_PROFILE},
     }
     if uid is not None:
         context["runAsUser"] = check_uid(uid)
         context["runAsGroup"] = GID
+    return context
+
+
+def pod_security_context(uid: int | None = None, fs_group: int | None = None) -> dict[str, Any]:
+    """The pod-level half of the same rules.
+
+    `uid` None leaves UID and GID to the platform, as above. `fs_group` None
+    leaves the volumes' group to the platform too: restricted-v2 assigns one
+    from the namespace's range and refuses any other. A number makes the
+    kubelet hand the workspace volume to that group, group-writable, with
+    setgid directories, so that every UID of the group can edit what another
+    one wrote.
+    """
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": SECCOMP_PROFILE},
+    }
+    if uid is not None:
+        context["runAsUser"] = check_uid(uid)
+        context["runAsGroup"] = GID
+    if fs_group is not None:
+        context["fsGroup"] = fs_group
     return context
 
 
