@@ -368,7 +368,7 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
     with signals.stop_on_signals(), connect() as engine:
         result = build.build(engine, request, report)
     if not opts["as_json"]:
-        click.echo(f"{result.tag}@{result.digest}" if result.digest else result.tag)
+        click.echo(result.pushed or result.tag)
     if opts["run_after"]:
         # The run container carries the --container-label values too.
         extra = {"port": opts["port"]} if opts["port"] is not None else {}
@@ -426,6 +426,60 @@ def usage_cmd(image: str | None, container_label: tuple[str, ...]) -> None:
     labels = dict(_pairs(container_label, "--container-label"))
     with connect() as engine:
         click.echo(build.usage(engine, image or build.default_builder(), labels))
+
+
+@cli.command("deploy")
+@click.argument("target", type=click.Choice(defaults.DEPLOY_TARGETS))
+@click.argument("image", required=False)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the files (made if missing).",
+)
+@click.option("--name", default=None, help=f"Name of every object [{defaults.DEPLOY_NAME}].")
+@click.option(
+    "--digest",
+    default=None,
+    metavar="sha256:HEX",
+    help="Pin IMAGE by this digest (what `nbs2i build --push` printed).",
+)
+@click.option("--hostname", default=None, help="openshift: the route's host [the router's].")
+@click.option(
+    "--storage", default=None, help=f"Workspace volume on HOME [{defaults.DEPLOY_STORAGE}]."
+)
+@click.option(
+    "--memory", default=None, help=f"Memory of server and kernels [{defaults.DEPLOY_MEMORY}]."
+)
+@click.option("--repository-url", default=None, help="openshift: the notebooks' Git repository.")
+@click.option("--ref", default=None, help="openshift: branch, tag or commit to build.")
+@click.option("--context-dir", default=None, help="openshift: directory of the repository.")
+@click.option(
+    "--uid", default=None, type=int, help="Run as this UID [the platform's, else the image's]."
+)
+@click.option("--token", default=None, help="kubernetes: this token instead of a generated one.")
+@click.option(
+    "--password",
+    "ask_password",
+    is_flag=True,
+    help="Ask for a password (or NBS2I_PASSWORD); only its hash is written.",
+)
+@click.option("--force", is_flag=True, help="Replace files already in --output.")
+def deploy_cmd(
+    target: str, image: str | None, output: str, ask_password: bool, force: bool, **given: Any
+) -> None:
+    """Write what TARGET needs to run IMAGE: openshift (IMAGE: the S2I builder),
+    kubernetes or zero-to-jupyterhub (IMAGE: the notebooks' image)."""
+    from nbs2i import deploy
+
+    password = _password() if ask_password else None
+    options = deploy.options(target, image, password=password, **given)
+    result = deploy.write(options, Path(output), force=force)
+    for path in result.files:
+        click.echo(str(path))
+    for line in deploy.next_steps(result):
+        click.echo(f"==> {line}", err=True)
 
 
 @cli.command("prune")

@@ -16,3 +16,9 @@ EXCLUDE = r"(^|/)\.git(/|$)"
 # nbs2i builder build
 BASE_IMAGE = "debian:bookworm-slim"
 BUILDER_REPOSITORY = "nbs2i/builder"
+
+# nbs2i deploy
+DEPLOY_TARGETS = ("openshift", "kubernetes", "zero-to-jupyterhub")
+DEPLOY_NAME = "notebooks"
+DEPLOY_STORAGE = "1Gi"
+DEPLOY_MEMORY = "1Gi"

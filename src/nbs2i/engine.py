@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nbs2i.errors import EngineError, EngineUnavailable, NotFound
+from nbs2i.reference import split
 
 if TYPE_CHECKING:
     import docker
@@ -479,42 +479,6 @@ def negotiate_version(
     return chosen
 
 
-# Docker's reference grammar: [host[:port]/]component(/component)*[:tag]; the
-# first part is a host only when it has a "." or a ":" or is "localhost".
-_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?$")
-_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def is_reference(ref: str) -> bool:
-    """True for a NAME[:TAG] an engine accepts as a tag (no digest)."""
-    if len(ref) > 255 or "@" in ref:
-        return False
-    first, slash, rest = ref.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        if not _HOST.match(first):
-            return False
-        ref = rest
-    name, colon, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
-    return bool(_NAME.match(name)) and (not colon or bool(_TAG.match(tag)))
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    """("repository", "tag") of an image reference; tag "latest" when none is given.
-    For `name[:tag]@sha256:...` the "tag" is the digest, which is how the
-    engine's API takes a pull by digest."""
-    name, at, digest = ref.partition("@")
-    if at:
-        return split_ref(name)[0], digest
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, _, tag = ref.rpartition(":")
-        return repo, tag
-    return ref, "latest"
-
-
 # -- the real engine ------------------------------------------------------------------
 
 
@@ -594,7 +558,7 @@ class Engine:
         return True
 
     def pull(self, ref: str) -> None:
-        repo, tag = split_ref(ref)
+        repo, tag = split(ref)
         try:
             self._call(self._api.pull, repo, tag=tag)
         except EngineError as exc:
@@ -606,7 +570,7 @@ class Engine:
 
     def push(self, ref: str) -> str:
         """Push with the credentials of the usual Docker config; the pushed digest."""
-        repo, tag = split_ref(ref)
+        repo, tag = split(ref)
         digest = ""
         stream = self._call(self._api.push, repo, tag=tag, stream=True, decode=True)
         for event in self._guard(stream):
@@ -621,7 +585,7 @@ class Engine:
         return digest
 
     def tag(self, image: str, ref: str) -> None:
-        repo, tag = split_ref(ref)
+        repo, tag = split(ref)
         self._call(self._api.tag, image, repo, tag=tag)
 
     def remove_image(self, ref: str, force: bool = False) -> None:
@@ -804,7 +768,7 @@ class Engine:
 
     def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
         """Commit a container as image `ref` with exactly `config`; the image id."""
-        repo, tag = split_ref(ref)
+        repo, tag = split(ref)
         result = self._call(
             self._api.commit,
             container,

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nbs2i import labels
-from nbs2i.engine import ImageConfig, split_ref
+from nbs2i.engine import ImageConfig
 from nbs2i.errors import SecurityError, UsageError
+from nbs2i.reference import split
 from nbs2i.source import Source, redact
 
 USER_REFUSED = "image must specify a user that is numeric and within the range of allowed users"
@@ -95,7 +96,7 @@ def output_labels(source: Source, *, builder: str, tag: str) -> dict[str, str]:
     """Upstream s2i's output labels, the OCI ones, and the image's own identity;
     empty values left out."""
     location = redact(source.location)
-    name, version = split_ref(tag)
+    name, version = split(tag)
     description = f"Jupyter notebooks from {location}"
     found = {
         labels.BUILD_IMAGE: builder,

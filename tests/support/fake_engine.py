@@ -46,6 +46,7 @@ class FakeEngine:
     fail_at: str = ""  # "method" or "method#n": raise EngineError there
     exit_code: int = 0  # what every container exits with
     output: bytes = b"working\n"
+    push_digest: str = ""  # what a push answers ("": a digest of the reference)
     where: str = "fake://engine"
     _counter: int = 0
 
@@ -105,7 +106,7 @@ class FakeEngine:
 
     def push(self, ref: str) -> str:
         self._call("push")
-        return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        return self.push_digest or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
 
     def tag(self, image: str, ref: str) -> None:
         self._call("tag")
@@ -121,7 +122,9 @@ class FakeEngine:
     def images_list(self) -> list[ImageInfo]:
         return list({i.id: i for i in self.store.values()}.values())
 
-    def images(self, labels: Iterable[str] = (), dangling: bool | None = None) -> list[ImageSummary]:
+    def images(
+        self, labels: Iterable[str] = (), dangling: bool | None = None
+    ) -> list[ImageSummary]:
         return [ImageSummary(i.id, i.tags, i.config.labels, 0, 0) for i in self.store_list()]
 
     def history(self, ref: str) -> list[HistoryEntry]:

@@ -182,4 +182,3 @@ def describe() -> str:
     with opener(path, "rt", encoding="utf-8") as handle:
         info = json.load(handle).get("info") or {}
     return f"{path.name}: {info.get('title', '?')} {info.get('version', '?')}"
-

@@ -28,7 +28,9 @@ CONFIG = ImageConfig(
         labels.DESTINATION: "/tmp",
         labels.OCI_TITLE: labels.BUILDER_TITLE,
         labels.ASSEMBLE_DIGEST: shipped_assemble_digest(),
-        labels.NOTEBOOK_DIRS: "/opt 0:0 0755;/opt/app-root 1001:0 0775;/opt/app-root/src 1001:0 0775",
+        labels.NOTEBOOK_DIRS: (
+            "/opt 0:0 0755;/opt/app-root 1001:0 0775;/opt/app-root/src 1001:0 0775"
+        ),
     },
 )
 
@@ -177,4 +179,4 @@ def test_a_rebuild_removes_the_image_it_replaced(engine: FakeEngine, course: Pat
 
 def test_push_after_the_build(engine: FakeEngine, course: Path) -> None:
     result = build(engine, request(course, push=True))
-    assert engine.calls[-1] == "push" and result.digest.startswith("sha256:")
+    assert engine.calls[-1] == "push" and result.pushed.startswith("class/w1@sha256:")

@@ -140,7 +140,7 @@ def test_apt_packages_get_a_layer_below() -> None:
     assert result.deps is not None and result.deps.apt is not None
     assert result.deps.apt.tag.startswith("nbs2i-cache/apt:")
     assert result.deps.apt.packages == ("graphviz",)
-    with pytest.raises(BuildError, match="apt.txt needs the dependency layer"):
+    with pytest.raises(BuildError, match=r"apt\.txt needs the dependency layer"):
         plan(request(dependency_layer=False), "b", BUILDER, facts(deps=found), SHIPPED)
 
 

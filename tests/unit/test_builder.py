@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from nbs2i import builder
 from nbs2i.ca import default_ca_bundle
-from nbs2i.engine import BuildEvent
 from nbs2i.cli import cli, run_guarded
+from nbs2i.engine import BuildEvent
 from nbs2i.errors import BuildError, UsageError
 from nbs2i.progress import Event
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i import deploy, registry
+from nbs2i import deploy, reference, registry
 from nbs2i.deploy.options import DeployOptions, check
-from nbs2i.engine import split_ref
 from nbs2i.errors import EngineError, Nbs2iError, UsageError
+from tests.support.fake_engine import FakeEngine
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = "registry.example.org:5000/course/lectures:2026"
@@ -30,7 +30,7 @@ IMAGE = "registry.example.org:5000/course/lectures:2026"
     ],
 )
 def test_references_parse(ref: str, repository: str, tag: str, digest: str) -> None:
-    parsed = registry.ImageRef.parse(ref)
+    parsed = reference.ImageRef.parse(ref)
     assert (parsed.repository, parsed.tag, parsed.digest) == (repository, tag, digest)
     assert str(parsed) == ref
 
@@ -41,7 +41,7 @@ def test_references_parse(ref: str, repository: str, tag: str, digest: str) -> N
 )
 def test_bad_references_are_refused(ref: str) -> None:
     with pytest.raises(UsageError, match="not an image reference"):
-        registry.ImageRef.parse(ref)
+        reference.ImageRef.parse(ref)
 
 
 @pytest.mark.parametrize(
@@ -56,36 +56,26 @@ def test_bad_references_are_refused(ref: str) -> None:
 def test_the_engine_pulls_a_pinned_reference_by_its_digest(
     ref: str, expected: tuple[str, str]
 ) -> None:
-    assert split_ref(ref) == expected
+    assert reference.split(ref) == expected
 
 
 def test_pinned_drops_the_tag_for_the_digest() -> None:
-    assert registry.pinned(IMAGE, DIGEST) == f"registry.example.org:5000/course/lectures@{DIGEST}"
+    assert reference.pinned(IMAGE, DIGEST) == f"registry.example.org:5000/course/lectures@{DIGEST}"
     with pytest.raises(UsageError):
-        registry.pinned(IMAGE, "sha256:nope")
-
-
-class FakeEngine:
-    def __init__(self, digest: str) -> None:
-        self.digest = digest
-        self.pushed: list[str] = []
-
-    def push(self, ref: str) -> str:
-        self.pushed.append(ref)
-        return self.digest
+        reference.pinned(IMAGE, "sha256:nope")
 
 
 def test_push_returns_the_pinned_reference() -> None:
-    engine = FakeEngine(DIGEST)
-    assert registry.push(engine, IMAGE) == registry.pinned(IMAGE, DIGEST)  # type: ignore[arg-type]
-    assert engine.pushed == [IMAGE]
+    engine = FakeEngine(push_digest=DIGEST)
+    assert registry.push(engine, IMAGE) == reference.pinned(IMAGE, DIGEST)
+    assert engine.calls == ["push"]
 
 
 def test_push_refuses_a_digest_reference_and_a_bad_answer() -> None:
     with pytest.raises(UsageError, match="already pushed"):
-        registry.push(FakeEngine(DIGEST), f"{IMAGE}@{DIGEST}")  # type: ignore[arg-type]
+        registry.push(FakeEngine(push_digest=DIGEST), f"{IMAGE}@{DIGEST}")
     with pytest.raises(EngineError, match="bad digest"):
-        registry.push(FakeEngine("sha256:garbage"), IMAGE)  # type: ignore[arg-type]
+        registry.push(FakeEngine(push_digest="sha256:garbage"), IMAGE)
 
 
 @pytest.mark.parametrize(
@@ -98,8 +88,10 @@ def test_push_refuses_a_digest_reference_and_a_bad_answer() -> None:
         ({"target": "kubernetes", "image": IMAGE, "storage": "lots"}, "--storage"),
         ({"target": "kubernetes", "image": IMAGE, "memory": "1 GB"}, "--memory"),
         ({"target": "kubernetes", "image": IMAGE, "digest": "sha256:12"}, "--digest"),
-        ({"target": "kubernetes", "image": f"{IMAGE}@{DIGEST}", "digest": "sha256:" + "f" * 64},
-         "already names"),
+        (
+            {"target": "kubernetes", "image": f"{IMAGE}@{DIGEST}", "digest": "sha256:" + "f" * 64},
+            "already names",
+        ),
         ({"target": "kubernetes", "image": IMAGE, "uid": 0}, "UID 0"),
         ({"target": "kubernetes", "image": IMAGE, "token": "short"}, "token"),
         ({"target": "kubernetes", "image": IMAGE, "token": "x" * 20 + "&y"}, "token"),

@@ -34,7 +34,7 @@ TRICKY = [
     "%directive",
     "@at",
     "`backtick`",
-    "quote \" and backslash \\",
+    'quote " and backslash \\',
     "single ' quote",
     "line\nbreak",
     "tab\there",
@@ -91,13 +91,7 @@ def test_top_level_list_and_scalar() -> None:
 
 def test_block_style_and_indentation() -> None:
     text = yamltext.dump({"spec": {"containers": [{"name": "n", "ports": [8888]}]}})
-    assert text == (
-        "spec:\n"
-        "  containers:\n"
-        '    - name: "n"\n'
-        "      ports:\n"
-        "        - 8888\n"
-    )
+    assert text == ('spec:\n  containers:\n    - name: "n"\n      ports:\n        - 8888\n')
 
 
 def test_header_becomes_comments_and_output_is_deterministic() -> None:

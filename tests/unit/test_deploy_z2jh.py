@@ -86,8 +86,15 @@ def test_the_values_use_the_chart_names() -> None:
 
 @pytest.mark.parametrize(
     ("quantity", "expected"),
-    [("1Gi", "1G"), ("512Mi", "512M"), ("2Ti", "2T"), ("1G", 10**9), ("1500M", 15 * 10**8),
-     ("1073741824", 1073741824), ("1Pi", 2**50)],
+    [
+        ("1Gi", "1G"),
+        ("512Mi", "512M"),
+        ("2Ti", "2T"),
+        ("1G", 10**9),
+        ("1500M", 15 * 10**8),
+        ("1073741824", 1073741824),
+        ("1Pi", 2**50),
+    ],
 )
 def test_memory_sizes_in_jupyterhubs_units(quantity: str, expected: str | int) -> None:
     assert zero_to_jupyterhub.hub_bytes(quantity) == expected

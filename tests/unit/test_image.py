@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.errors import SecurityError, UsageError
 from nbs2i.engine import ImageConfig
+from nbs2i.errors import SecurityError, UsageError
 from nbs2i.image import check_user, created, image_config, output_labels, parse_uid_range
 from nbs2i.source import Source
 

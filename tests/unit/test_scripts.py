@@ -120,7 +120,7 @@ def test_environment_precedence(tmp_path: Path) -> None:
     env = build_environment(tmp_path, [first, second], {"D": "e"})
     assert env == {"A": "s2i", "B": "one", "C": "two", "D": "e"}
     assert build_environment(tmp_path, [], {"A": "e"})["A"] == "e"
-    with pytest.raises(UsageError, match="missing.env does not exist"):
+    with pytest.raises(UsageError, match=r"missing\.env does not exist"):
         build_environment(tmp_path, [tmp_path / "missing.env"], {})
 
 

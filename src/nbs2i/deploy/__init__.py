@@ -111,9 +111,7 @@ def render(opts: DeployOptions) -> tuple[Manifest, ...]:
             Manifest(f"{kind.lower()}.yaml", yamltext.dump(obj, header), secret=kind == "Secret")
             for kind, obj in kubernetes.objects(opts).items()
         )
-    text = yamltext.dump(
-        zero_to_jupyterhub.values(opts), f"{header}\n{zero_to_jupyterhub.HEADER}"
-    )
+    text = yamltext.dump(zero_to_jupyterhub.values(opts), f"{header}\n{zero_to_jupyterhub.HEADER}")
     return (Manifest("values.yaml", text),)
 
 
@@ -146,8 +144,7 @@ def next_steps(result: DeployResult) -> tuple[str, ...]:
     if result.target == OPENSHIFT:
         template = shlex.quote(str(result.directory / "template.yaml"))
         return (
-            f"oc new-app -f {template} -p REPOSITORY_URL=<git url>   "
-            "(prints the generated token)",
+            f"oc new-app -f {template} -p REPOSITORY_URL=<git url>   (prints the generated token)",
             f"oc get route {result.name} -o jsonpath='{{.spec.host}}'",
         )
     if result.target == KUBERNETES:

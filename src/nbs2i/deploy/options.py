@@ -6,14 +6,12 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 
-from nbs2i import restricted
+from nbs2i import defaults, restricted
 from nbs2i.errors import UsageError
-from nbs2i.registry import DIGEST, ImageRef
+from nbs2i.reference import DIGEST, ImageRef
 
-OPENSHIFT = "openshift"
-KUBERNETES = "kubernetes"
-ZERO_TO_JUPYTERHUB = "zero-to-jupyterhub"
-TARGETS = (OPENSHIFT, KUBERNETES, ZERO_TO_JUPYTERHUB)
+TARGETS = defaults.DEPLOY_TARGETS
+OPENSHIFT, KUBERNETES, ZERO_TO_JUPYTERHUB = TARGETS
 
 # Object names get suffixes such as "-workspace" and "-builder" and must stay
 # DNS labels (63 characters; Services and Routes are the strictest).
@@ -36,10 +34,10 @@ class DeployOptions:
     target: str
     image: str = ""
     digest: str = ""  # pins `image`: the cluster pulls exactly what was pushed
-    name: str = "notebooks"
+    name: str = defaults.DEPLOY_NAME
     hostname: str = ""  # OpenShift's route; empty: the router makes one up
-    storage: str = "1Gi"  # the workspace volume on HOME
-    memory: str = "1Gi"  # requested and the limit: kernels are what runs out first
+    storage: str = defaults.DEPLOY_STORAGE  # the workspace volume on HOME
+    memory: str = defaults.DEPLOY_MEMORY  # requested and the limit: kernels run out first
     repository_url: str = ""  # OpenShift: the notebooks' Git repository
     ref: str = ""  # its branch or tag; empty: the default branch
     context_dir: str = ""

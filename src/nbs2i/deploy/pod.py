@@ -73,9 +73,7 @@ def container(
     return {
         "name": CONTAINER,
         "image": image,
-        "ports": [
-            {"name": PORT_NAME, "containerPort": restricted.SERVER_PORT, "protocol": "TCP"}
-        ],
+        "ports": [{"name": PORT_NAME, "containerPort": restricted.SERVER_PORT, "protocol": "TCP"}],
         "env": [
             {"name": "JUPYTER_PORT", "value": str(restricted.SERVER_PORT)},
             *secret_env(secret, secret_keys),
