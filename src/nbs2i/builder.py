@@ -41,6 +41,8 @@ class BuilderRequest:
     ca_bundle: Path | None = None
     pip_index_url: str = ""
     nocache: bool = False
+    variant: str = defaults.VARIANT
+    jupyterhub_major: str = defaults.JUPYTERHUB_MAJOR
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,22 @@ class BuilderResult:
     seconds: float
 
 
-def default_tags(version: str = __version__) -> tuple[str, ...]:
-    """`nbs2i/builder:<version>` and `nbs2i/builder:latest`."""
+def default_tags(
+    version: str = __version__,
+    variant: str = defaults.VARIANT,
+    jupyterhub_major: str = defaults.JUPYTERHUB_MAJOR,
+) -> tuple[str, ...]:
+    """`nbs2i/builder[-VARIANT]:<version>` and `:latest`; a builder for an older
+    JupyterHub gets `-jupyterhubN` after both, so it never replaces the default."""
+    repository = defaults.BUILDER_REPOSITORY
+    if variant != defaults.VARIANT:
+        repository += f"-{variant}"
+    suffix = (
+        "" if jupyterhub_major == defaults.JUPYTERHUB_MAJOR else f"-jupyterhub{jupyterhub_major}"
+    )
     # A local version such as 0.1.0+dirty is not a valid tag.
     safe = version.replace("+", "-")
-    return (f"{defaults.BUILDER_REPOSITORY}:{safe}", f"{defaults.BUILDER_REPOSITORY}:latest")
+    return (f"{repository}:{safe}{suffix}", f"{repository}:latest{suffix}")
 
 
 def s2i_dir() -> Path:
@@ -89,6 +102,15 @@ def check_request(request: BuilderRequest) -> None:
             raise UsageError(f"{tag!r} is not an image tag", "use NAME[:TAG], e.g. my/builder:1")
     if request.ca_bundle is not None:
         check_bundle(request.ca_bundle)
+    if request.variant not in defaults.VARIANTS:
+        raise UsageError(
+            f"--variant {request.variant!r}", f"give one of {', '.join(defaults.VARIANTS)}"
+        )
+    if request.jupyterhub_major not in defaults.JUPYTERHUB_MAJORS:
+        raise UsageError(
+            f"--jupyterhub {request.jupyterhub_major!r}",
+            f"give one of {', '.join(defaults.JUPYTERHUB_MAJORS)}",
+        )
     url = request.pip_index_url
     if url and not url.startswith(("http://", "https://", "file://")):
         raise UsageError(f"--pip-index-url {url!r} is not a URL", "use https://HOST/simple")
@@ -172,6 +194,8 @@ def _build_args(request: BuilderRequest) -> dict[str, str]:
         "BASE_IMAGE": request.base_image,
         "NBS2I_VERSION": __version__,
         "NBS2I_ASSEMBLE_SHA256": shipped_assemble_digest(),
+        "NBS2I_VARIANT": request.variant,
+        "JUPYTERHUB_MAJOR": request.jupyterhub_major,
     }
     if request.pip_index_url:
         args["PIP_INDEX_URL"] = request.pip_index_url

@@ -532,6 +532,22 @@ def builder_group() -> None:
     help="CA bundle for pip in the build stage only (default: $PIP_CERT, "
     "$REQUESTS_CA_BUNDLE or $SSL_CERT_FILE).",
 )
+@click.option(
+    "--variant",
+    type=click.Choice(defaults.VARIANTS),
+    default=defaults.VARIANT,
+    show_default=True,
+    help="Kernel packages: minimal, scipy (numpy, pandas, matplotlib, scikit-learn, ...), "
+    "r (R and the IR kernel), datascience (both).",
+)
+@click.option(
+    "--jupyterhub",
+    "jupyterhub_major",
+    type=click.Choice(defaults.JUPYTERHUB_MAJORS),
+    default=defaults.JUPYTERHUB_MAJOR,
+    show_default=True,
+    help="Major version of the JupyterHub the images will run under.",
+)
 @click.option("--pip-index-url", default="", help="Package index for the build stage.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every step.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event a line on stdout.")
@@ -540,22 +556,27 @@ def builder_build_cmd(
     base_image: str,
     tags: tuple[str, ...],
     ca_bundle: Path | None,
+    variant: str,
+    jupyterhub_major: str,
     pip_index_url: str,
     no_cache: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Build the builder image from the s2i/ shipped with nbs2i."""
+    """Build the builder image (or a variant of it) from the s2i/ shipped with nbs2i:
+    nbs2i/builder[-VARIANT]:<version> and :latest."""
     from nbs2i import builder
     from nbs2i.ca import default_ca_bundle
 
     with _json_errors(as_json):
         request = builder.BuilderRequest(
-            tags=tags or builder.default_tags(),
+            tags=tags or builder.default_tags(variant=variant, jupyterhub_major=jupyterhub_major),
             base_image=base_image,
             ca_bundle=ca_bundle if ca_bundle is not None else default_ca_bundle(),
             pip_index_url=pip_index_url,
             nocache=no_cache,
+            variant=variant,
+            jupyterhub_major=jupyterhub_major,
         )
         builder.check_request(request)  # bad input fails before the engine is asked
         with signals.stop_on_signals(), connect() as engine:

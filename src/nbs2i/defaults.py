@@ -22,3 +22,10 @@ DEPLOY_TARGETS = ("openshift", "kubernetes", "zero-to-jupyterhub")
 DEPLOY_NAME = "notebooks"
 DEPLOY_STORAGE = "1Gi"
 DEPLOY_MEMORY = "1Gi"
+# The builder's variants: the kernel environment's packages (the platform
+# hardening is the same for all), and the JupyterHub major its
+# jupyterhub-singleuser matches.
+VARIANTS = ("minimal", "scipy", "r", "datascience")
+VARIANT = "minimal"
+JUPYTERHUB_MAJORS = ("6", "5")
+JUPYTERHUB_MAJOR = "6"

@@ -68,9 +68,13 @@ def test_extra_kernels(tmp_path: Path) -> None:
     kernel = tmp_path / ".s2i" / "kernels" / "old-pandas"
     kernel.mkdir(parents=True)
     (kernel / "requirements.txt").write_text("pandas==1.5.3\n")
+    (kernel / "display-name").write_text("Python (pandas 1.5)\n")
     found = deps.find(tmp_path)
     assert found is not None
-    assert [rel for rel, _ in found.files] == [".s2i/kernels/old-pandas/requirements.txt"]
+    assert [rel for rel, _ in found.files] == [
+        ".s2i/kernels/old-pandas/display-name",
+        ".s2i/kernels/old-pandas/requirements.txt",
+    ]
     (tmp_path / ".s2i" / "kernels" / "Bad Name").mkdir()
     with pytest.raises(SourceError, match="not a kernel name"):
         deps.find(tmp_path)

@@ -38,6 +38,14 @@ def test_a_stale_ca_variable_is_one_error_for_every_command(tmp_path: Path) -> N
 
 def test_default_tags_are_version_and_latest() -> None:
     assert builder.default_tags("0.1.0") == ("nbs2i/builder:0.1.0", "nbs2i/builder:latest")
+    assert builder.default_tags("0.1.0", "scipy") == (
+        "nbs2i/builder-scipy:0.1.0",
+        "nbs2i/builder-scipy:latest",
+    )
+    assert builder.default_tags("0.1.0", "r", "5") == (
+        "nbs2i/builder-r:0.1.0-jupyterhub5",
+        "nbs2i/builder-r:latest-jupyterhub5",
+    )
     # A local version (0.1.0+dirty) is not a valid Docker tag.
     assert builder.default_tags("0.1.0+g1234")[0] == "nbs2i/builder:0.1.0-g1234"
 
@@ -81,6 +89,8 @@ def test_context_carries_the_bundle_with_its_marker(tmp_path: Path) -> None:
         ({"tags": ("bad tag",)}, "is not an image tag"),
         ({"ca_bundle": Path("/nonexistent/ca.pem")}, "is not a file"),
         ({"pip_index_url": "pypi.internal/simple"}, "is not a URL"),
+        ({"variant": "julia"}, "--variant"),
+        ({"jupyterhub_major": "4"}, "--jupyterhub"),
     ],
 )
 def test_bad_requests_are_refused(request_kwargs: dict, words: str) -> None:
@@ -153,5 +163,6 @@ def test_build_args_carry_base_version_and_index() -> None:
     assert args["PIP_INDEX_URL"] == "https://pypi.corp/simple"
     assert args["NBS2I_VERSION"]
     assert args["NBS2I_ASSEMBLE_SHA256"] == builder.shipped_assemble_digest()
+    assert (args["NBS2I_VARIANT"], args["JUPYTERHUB_MAJOR"]) == ("minimal", "6")
     assert len(args["NBS2I_ASSEMBLE_SHA256"]) == 64
     assert "PIP_INDEX_URL" not in builder._build_args(builder.BuilderRequest(tags=("x/y:1",)))
