@@ -426,7 +426,21 @@ def _engine_exceptions() -> tuple[type[BaseException], ...]:
 
 
 def call(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
-    """Run one engine request: retry transient faults, translate the rest."""
+    """Run one engine request: retry transient faults, translate the rest.
+
+    The first attempt is made directly; tenacity (and what it imports) is loaded
+    only when the engine has a hiccup, so a healthy build never pays for it.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except _engine_exceptions() as exc:
+        if not is_transient(exc):
+            raise translate(exc, where) from exc
+    return _retry(fn, args, kwargs, where)
+
+
+def _retry(fn: Callable[..., T], args: Any, kwargs: Any, where: str) -> T:
+    """The attempts after a transient fault, bounded in number and time."""
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -437,7 +451,7 @@ def call(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
 
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_SECONDS),
+        stop=stop_after_attempt(RETRY_ATTEMPTS - 1) | stop_after_delay(RETRY_SECONDS),
         wait=wait_exponential(multiplier=0.25, max=4),
         reraise=True,
     )
