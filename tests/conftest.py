@@ -57,6 +57,47 @@ def tiny_builder(engine: Engine, session_tracker: Tracker) -> str:
     return build_tiny_builder(engine, session_tracker.image(tag("tiny-builder")))
 
 
+def _build_builder(engine: Engine, ref: str, **options: str) -> None:
+    """nbs2i.builder's build of the builder from the current s2i/ (a variant, a
+    JupyterHub major); the test fails with the build's last lines."""
+    from nbs2i import builder
+    from nbs2i.ca import default_ca_bundle
+
+    request = builder.BuilderRequest(tags=(ref,), ca_bundle=default_ca_bundle(), **options)
+    try:
+        builder.build_builder(engine, request)
+    except Nbs2iError as exc:
+        pytest.fail(f"the builder image did not build: {exc}\n{exc.details}", pytrace=False)
+
+
+def _remove_new_build_stages(engine: Engine, before: set[str]) -> None:
+    """The engine keeps a builder's build stage as an untagged image (a cache):
+    the ones this session made are removed, the ones that were there stay."""
+    from nbs2i import labels
+
+    for image in engine.images(labels=[labels.BUILD_STAGE]):
+        if image.id not in before and not image.tags:
+            with contextlib.suppress(Nbs2iError):
+                engine.remove_image(image.id)
+
+
+def _build_stages(engine: Engine) -> set[str]:
+    from nbs2i import labels
+
+    return {i.id for i in engine.images(labels=[labels.BUILD_STAGE])}
+
+
+@pytest.fixture(scope="session")
+def r_builder(engine: Engine, session_tracker: Tracker, builder_image: str) -> Iterator[str]:
+    """The R variant of the builder (R and the IR kernel from Debian), built after
+    `builder_image` so that it reuses its cached layers."""
+    before = _build_stages(engine)
+    ref = session_tracker.image(tag("builder-r"))
+    _build_builder(engine, ref, variant="r")
+    yield ref
+    _remove_new_build_stages(engine, before)
+
+
 @pytest.fixture(scope="session")
 def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
     """The builder image built from the current s2i/ through nbs2i.builder,
@@ -64,28 +105,17 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
     NBS2I_TEST_BUILDER=<image> reuses an existing image instead (fast iteration).
     A build-stage image (the engine's cache of the pip step) that this session
     made is removed at the end too; one that was there before stays."""
-    from nbs2i import builder, labels
-    from nbs2i.ca import default_ca_bundle
-
     reuse = os.environ.get("NBS2I_TEST_BUILDER", "")
     if reuse:
         if not engine.image_exists(reuse):
             pytest.fail(f"NBS2I_TEST_BUILDER={reuse} is not in the engine", pytrace=False)
         yield reuse
         return
-    stage_label = [labels.BUILD_STAGE]
-    stages_before = {i.id for i in engine.images(labels=stage_label)}
-    ref = tag("builder")
-    request = builder.BuilderRequest(tags=(ref,), ca_bundle=default_ca_bundle())
-    try:
-        builder.build_builder(engine, request)
-    except Nbs2iError as exc:
-        pytest.fail(f"the builder image did not build: {exc}\n{exc.details}", pytrace=False)
-    yield session_tracker.image(ref)
-    for image in engine.images(labels=stage_label):
-        if image.id not in stages_before and not image.tags:
-            with contextlib.suppress(Nbs2iError):
-                engine.remove_image(image.id)
+    before = _build_stages(engine)
+    ref = session_tracker.image(tag("builder"))
+    _build_builder(engine, ref)
+    yield ref
+    _remove_new_build_stages(engine, before)
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +139,8 @@ def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -
         pytest.fail(f"sample-notebooks did not build: {exc}\n{exc.details}", pytrace=False)
     # A dependency layer this session did not make is a cache someone else owns
     # (the same builder and requirements make the same key): it stays.
-    if result.deps_image and not result.deps_reused:
-        session_tracker.image(result.deps_image)
+    for ref in result.caches_made:
+        session_tracker.image(ref)
     return result
 
 

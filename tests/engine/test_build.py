@@ -361,9 +361,7 @@ def test_a_builder_without_the_deps_phase_builds_in_one_step(
     (src / "requirements.txt").write_text(f"# one step {SESSION_ID}\n")
     out = track.image(tag("one-step"))
     events = Events()
-    result = build(
-        engine, request(src, out, tiny_builder, env=(("TINY_FAIL_DEPS", "1"),)), events
-    )
+    result = build(engine, request(src, out, tiny_builder, env=(("TINY_FAIL_DEPS", "1"),)), events)
     assert result.deps_image == "" and not result.deps_reused
     assert any("dependency layer failed" in w for w in events.warnings), events.warnings
     assert "installing requirements" in events.outputs and "assemble done" in events.outputs

@@ -125,3 +125,26 @@ def build_directory(engine: Docker, context: Path, ref: str) -> str:
         assert not event.error, "".join(log) + event.error
         log.append(event.stream)
     return "".join(log)
+
+
+def run_restricted(
+    engine: Docker, image: str, cmd: list[str], uid: int, timeout: float = 600
+) -> tuple[int, str]:
+    """Run cmd as a restricted platform would (the image's ENTRYPOINT kept, a UID
+    with GID 0, read-only root, tmpfs /tmp, no capabilities); (exit code, output)."""
+    from dataclasses import replace
+
+    from nbs2i import restricted
+
+    spec = replace(
+        restricted.container_spec(image, uid=uid, labels=LABELS), command=tuple(cmd), ports=()
+    )
+    leftovers = Leftovers(engine)
+    try:
+        cid = leftovers.container(engine.create_container(spec))
+        out = engine.attach(cid)
+        engine.start(cid)
+        text = b"".join(out).decode("utf-8", "replace")
+        return engine.wait(cid, timeout=timeout), text
+    finally:
+        leftovers.remove_all()
