@@ -65,6 +65,7 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
     A build-stage image (the engine's cache of the pip step) that this session
     made is removed at the end too; one that was there before stays."""
     from nbs2i import builder, labels
+    from nbs2i.ca import default_ca_bundle
 
     reuse = os.environ.get("NBS2I_TEST_BUILDER", "")
     if reuse:
@@ -75,7 +76,7 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
     stage_label = [labels.BUILD_STAGE]
     stages_before = {i.id for i in engine.images(labels=stage_label)}
     ref = tag("builder")
-    request = builder.BuilderRequest(tags=(ref,), ca_bundle=builder.default_ca_bundle())
+    request = builder.BuilderRequest(tags=(ref,), ca_bundle=default_ca_bundle())
     try:
         builder.build_builder(engine, request)
     except Nbs2iError as exc:

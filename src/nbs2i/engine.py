@@ -60,6 +60,9 @@ class Mount:
     source: str
     target: str
     read_only: bool = False
+    # A new volume normally gets a copy of what the image has at target
+    # (owner, mode, files); nocopy mounts it as empty as a platform's would be.
+    nocopy: bool = False
 
     @property
     def is_bind(self) -> bool:
@@ -679,7 +682,11 @@ class Engine:
     def create_container(self, spec: ContainerSpec) -> str:
         """Create a container; its id."""
         binds = {
-            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts
+            m.source: {
+                "bind": m.target,
+                "mode": ("ro" if m.read_only else "rw") + (",nocopy" if m.nocopy else ""),
+            }
+            for m in spec.mounts
         }
         host = self._api.create_host_config(
             binds=binds or None,
