@@ -231,6 +231,7 @@ class ContainerInfo:
     mounts: tuple[MountInfo, ...] = ()
     user: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    health: str = ""  # "starting", "healthy" or "unhealthy"; "" without a HEALTHCHECK
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> ContainerInfo:
@@ -261,6 +262,7 @@ class ContainerInfo:
             mounts=mounts,
             user=config.user,
             env=config.env,
+            health=str((state.get("Health") or {}).get("Status") or ""),
         )
 
 
