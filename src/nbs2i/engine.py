@@ -262,8 +262,12 @@ class ContainerInfo:
             mounts=mounts,
             user=config.user,
             env=config.env,
-            health=str((state.get("Health") or {}).get("Status") or ""),
+            health=_health(state),
         )
+
+
+def _health(state: Mapping[str, Any]) -> str:
+    return str((state.get("Health") or {}).get("Status") or "")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from tests.support.tracker import Tracker
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "demo-jupyterlab.png"
-# What the issue asks for, plus the fences described above.
+# A headless window of a fixed size, plus the fences described above.
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import signal
 import socket
 import stat
 from pathlib import Path
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nbs2i import labels, restricted, run
+from nbs2i import interrupts, labels, restricted, run
 from nbs2i.engine import ContainerInfo, ImageConfig, Mount, PortBinding
 from nbs2i.errors import RunError, SecurityError, UsageError
 from nbs2i.progress import lines
@@ -277,6 +278,31 @@ def test_bad_names_are_usage_errors() -> None:
         run.check_names(["good", "bad name"])
     assert run.container_name(None).startswith("nbs2i-run-")
     assert run.container_name("nbs2i-demo") == "nbs2i-demo"
+
+
+# -- signals ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_each_stop_signal_interrupts_and_handlers_come_back(signum: int) -> None:
+    before = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt), interrupts.interrupting():
+        os.kill(os.getpid(), signum)
+        for _ in range(100):  # the handler runs between two bytecodes, at once
+            pass
+    assert signal.getsignal(signum) == before
+
+
+def test_a_signal_during_clean_up_waits_until_it_is_done() -> None:
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts.interrupting():
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("first removal")  # an interrupt here would leave things behind
+            os.kill(os.getpid(), signal.SIGHUP)
+            steps.append("second removal")
+        steps.append("never reached: the held-back signal is raised now")
+    assert steps == ["first removal", "second removal"]
 
 
 # -- the command line, before any engine call ------------------------------------
