@@ -424,7 +424,7 @@ def await_server(
     """Seconds until the server answered and took the token; RunError with
     its last log lines when it exits first, refuses the token or stays silent."""
     seen = restricted.wait_ready(engine, container, port, timeout=timeout)
-    problem = ""
+    problem = fix = ""
     if seen.exit_code is not None:
         problem = f"the server exited during start-up (exit code {seen.exit_code})"
         fix = "its last log lines are above; check the image's run script and --env values"
