@@ -24,8 +24,8 @@ import statistics
 import sys
 import time
 
-from nbs2i import run
-from nbs2i.engine import Engine
+from nbs2i import restricted, run
+from nbs2i.engine import ContainerSpec, Engine, PortBinding
 from nbs2i.errors import Nbs2iError
 
 DEFAULT_IMAGE = "nbs2i-demo/sample-notebooks:latest"
@@ -41,7 +41,7 @@ def hardened_start(engine: Engine, image: str) -> tuple[float, float]:
     ready = time.monotonic() - began
     try:
         began = time.monotonic()
-        engine.stop(server.container_id, timeout=run.STOP_TIMEOUT)
+        engine.stop(server.container_id, timeout=restricted.STOP_GRACE)
         stopped = time.monotonic() - began
     finally:
         engine.remove_container(server.container_id)
@@ -52,20 +52,19 @@ def plain_start(engine: Engine, image: str) -> float:
     """Seconds to an answering API for a plain `jupyter server`, no hardening."""
     token = run.new_token()
     began = time.monotonic()
-    cid = engine.create_container(
-        image,
-        command=["jupyter", "server", "--ip", "0.0.0.0", "--port", "8888", "--no-browser"],
-        environment={"JUPYTER_TOKEN": token},
+    spec = ContainerSpec(
+        image=image,
+        command=("jupyter", "server", "--ip", "0.0.0.0", "--port", "8888", "--no-browser"),
+        env={"JUPYTER_TOKEN": token},
         labels=dict(LABELS),
-        ports=[8888],
-        host_config={"port_bindings": {8888: ("127.0.0.1",)}},
-        detach=True,
+        ports=(PortBinding(8888, restricted.LOOPBACK),),
     )
+    cid = engine.create_container(spec)
     try:
         engine.start(cid)
-        port = run.published_port(engine, cid, 8888)
+        port = restricted.published_port(engine.inspect_container(cid), 8888)
         assert port is not None
-        run.wait_until_ready(engine, cid, port, token, run.DEFAULT_TIMEOUT)
+        run.await_server(engine, cid, port, token, run.DEFAULT_TIMEOUT)
         return time.monotonic() - began
     finally:
         engine.remove_container(cid)

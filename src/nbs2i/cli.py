@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from nbs2i import __version__, defaults, signals
+from nbs2i import __version__, defaults, interrupts, restricted, run, verify
 from nbs2i.errors import Nbs2iError
 from nbs2i.progress import Event, Reporter
+from nbs2i.verify.report import DEFAULT_FORMAT, FORMATS, render
 
 if TYPE_CHECKING:
     from nbs2i.engine import Engine
@@ -93,13 +94,10 @@ def _pairs(values: tuple[str, ...], option: str) -> tuple[tuple[str, str], ...]:
 
 
 def _uid(value: str) -> int | None:
-    if value == "random":
-        return None
     try:
-        return int(value)
-    except ValueError:
-        message = f"{value!r} is not 'random' or a number"
-        raise click.BadParameter(message, param_hint="--uid") from None
+        return restricted.parse_uid(value)
+    except Nbs2iError as exc:
+        raise click.BadParameter(exc.problem, param_hint="--uid") from None
 
 
 def _password() -> str:
@@ -116,18 +114,18 @@ def _password() -> str:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8888,
+    default=run.DEFAULT_PORT,
     show_default=True,
-    help="Host port, published on 127.0.0.1 only (0: any free port).",
+    help=f"Host port, published on {restricted.LOOPBACK} only (0: any free port).",
 )
 @click.option(
     "--uid",
     "uid_text",
-    default="random",
+    default=restricted.RANDOM_UID,
     show_default=True,
-    metavar="random|N",
-    help="UID to run as (GID is always 0); random picks one in 1000000000-1000999999 "
-    "as OpenShift does.",
+    metavar=f"{restricted.RANDOM_UID}|N",
+    help=f"UID to run as (GID is always {restricted.GID}); {restricted.RANDOM_UID} picks one "
+    f"in {restricted.UID_MIN}-{restricted.UID_MAX} as OpenShift does.",
 )
 @click.option(
     "--password",
@@ -140,14 +138,14 @@ def _password() -> str:
     "--volume",
     default=None,
     metavar="NAME|DIR",
-    help="Workspace mounted on /home/jovyan: a named volume (created if absent) or a "
-    "directory (writable by GID 0). Edits survive restarts and newer images.",
+    help=f"Workspace mounted on {restricted.HOME}: a named volume (created if absent) or a "
+    "directory of yours (writable by GID 0). Edits survive restarts and newer images.",
 )
 @click.option(
     "--read-only/--no-read-only",
     default=True,
     show_default=True,
-    help="Read-only root filesystem with a tmpfs on /tmp.",
+    help=f"Read-only root filesystem with a tmpfs on {restricted.TMP}.",
 )
 @click.option("--detach", "-d", is_flag=True, help="Return once the server answers.")
 @click.option("--name", default=None, help="Container name (default: nbs2i-run-XXXXXXXX).")
@@ -162,7 +160,7 @@ def _password() -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
+    default=run.DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds to wait for the server to answer.",
 )
@@ -185,10 +183,9 @@ def run_cmd(
     """Start IMAGE as a restricted cluster would and print its URL.
 
     Random UID with GID 0, read-only root, no capabilities, no-new-privileges,
-    the port on 127.0.0.1 only. Ctrl-C stops and removes the server.
+    the port on 127.0.0.1 only. Ctrl-C (or SIGTERM, SIGHUP) stops and removes
+    the server.
     """
-    from nbs2i import run
-
     request = run.RunRequest(
         image=image,
         port=port,
@@ -202,16 +199,16 @@ def run_cmd(
         labels=_pairs(label, "--label"),
         timeout=timeout,
     )
+    run.check_request(request)  # bad input fails before the engine is asked
     report = human_reporter(quiet)
-    # SIGTERM cleans up like Ctrl-C, while starting too: nothing is left running.
-    with signals.stop_on_signals(), connect() as engine:
+    with interrupts.interrupting(), connect() as engine:
         server = run.start(engine, request, report)
         where = "no volume: edits are lost when it stops (keep them with --volume NAME)"
         if server.workspace is not None:
-            where = f"{server.workspace.kind} {server.workspace.source} on {run.HOME}"
+            where = f"{server.workspace.kind} {server.workspace.source} on {restricted.HOME}"
         click.echo(
-            f"==> ready in {server.ready_seconds:.1f} s as UID {server.uid}, GID 0; "
-            f"workspace: {where}",
+            f"==> ready in {server.ready_seconds:.1f} s as UID {server.uid}, "
+            f"GID {restricted.GID}; workspace: {where}",
             err=True,
         )
         if server.token is None:
@@ -234,14 +231,23 @@ def run_cmd(
 @cli.command("stop")
 @click.argument("names", nargs=-1, required=True)
 def stop_cmd(names: tuple[str, ...]) -> None:
-    """Stop and remove servers that `nbs2i run` started (named volumes are kept)."""
-    from nbs2i import run
+    """Stop and remove servers that `nbs2i run` started (named volumes are kept).
 
+    Each NAME is handled; the exit code is non-zero when any of them failed."""
+    run.check_names(names)  # a typo stops nothing, and fails before the engine is asked
     with connect() as engine:
-        for name in names:
-            stopped = run.stop(engine, name)
-            kept = f"; workspace volume {stopped.workspace} kept" if stopped.workspace else ""
-            click.echo(f"stopped and removed {stopped.name}{kept}")
+        outcomes = run.stop_all(engine, names)
+    codes = []
+    for outcome in outcomes:
+        if outcome.stopped is not None:
+            kept = outcome.stopped.workspace
+            more = f"; workspace volume {kept} kept" if kept else ""
+            click.echo(f"stopped and removed {outcome.stopped.name}{more}")
+        elif outcome.error is not None:
+            click.echo(f"nbs2i: error: {outcome.error}", err=True)
+            codes.append(outcome.error.exit_code)
+    if codes:
+        raise SystemExit(max(codes))
 
 
 @cli.command("build")
@@ -365,7 +371,7 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 
         click.echo(str(write(request, Path(opts["as_dockerfile"]), report)))
         return
-    with signals.stop_on_signals(), connect() as engine:
+    with interrupts.interrupting(), connect() as engine:
         result = build.build(engine, request, report)
     if not opts["as_json"]:
         click.echo(result.pushed or result.tag)
@@ -379,15 +385,33 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 
 @cli.command("verify")
 @click.argument("image")
-@click.option("--uid", default="random", show_default=True, help="UID for the runtime checks.")
+@click.option(
+    "--uid",
+    default=restricted.RANDOM_UID,
+    show_default=True,
+    metavar=f"{restricted.RANDOM_UID}|N",
+    help="UID for the runtime checks (GID is always 0).",
+)
 @click.option("--no-runtime", is_flag=True, help="Static checks only: never start the image.")
-@click.option("--port", type=int, default=None, help="Port it serves on (default: EXPOSE/8888).")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to start.")
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help=f"Container port it serves on (default: {restricted.SERVER_PORT} when it exposes "
+    "that or nothing, else its lowest exposed port).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=verify.START_TIMEOUT,
+    show_default=True,
+    help="Seconds it gets to answer, in each runtime setup.",
+)
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "junit"]),
-    default="table",
+    type=click.Choice(FORMATS),
+    default=DEFAULT_FORMAT,
     show_default=True,
     help="Output on stdout.",
 )
@@ -396,8 +420,6 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 def verify_cmd(image: str, **opts: Any) -> None:
     """Check that IMAGE is ready for a restricted platform: exit 0 when no
     check fails, 1 when one does, 2 when IMAGE cannot be examined."""
-    from nbs2i import report, verify
-
     options = verify.VerifyOptions(
         uid=_uid(opts["uid"]),
         runtime=not opts["no_runtime"],
@@ -405,9 +427,10 @@ def verify_cmd(image: str, **opts: Any) -> None:
         start_timeout=opts["timeout"],
         labels=dict(_pairs(opts["label"], "--label")),
     )
-    with signals.stop_on_signals(), connect() as engine:
+    verify.check_options(options)  # bad input fails before the engine is asked
+    with interrupts.interrupting(), connect() as engine:
         found = verify.verify(engine, image, options, human_reporter(quiet=opts["quiet"]))
-    click.echo(report.render(found, opts["fmt"]))
+    click.echo(render(found, opts["fmt"]))
     if not found.ok:
         # SystemExit, not click's Exit: with standalone_mode=False click returns
         # Exit's code from main() and run_guarded would drop it.
@@ -579,7 +602,7 @@ def builder_build_cmd(
             jupyterhub_major=jupyterhub_major,
         )
         builder.check_request(request)  # bad input fails before the engine is asked
-        with signals.stop_on_signals(), connect() as engine:
+        with interrupts.interrupting(), connect() as engine:
             result = builder.build_builder(
                 engine, request, json_reporter if as_json else human_reporter(quiet)
             )

@@ -61,6 +61,9 @@ class Mount:
     source: str
     target: str
     read_only: bool = False
+    # A new volume normally gets a copy of what the image has at target
+    # (owner, mode, files); nocopy mounts it as empty as a platform's would be.
+    nocopy: bool = False
 
     @property
     def is_bind(self) -> bool:
@@ -229,6 +232,7 @@ class ContainerInfo:
     mounts: tuple[MountInfo, ...] = ()
     user: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    health: str = ""  # "starting", "healthy" or "unhealthy"; "" without a HEALTHCHECK
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> ContainerInfo:
@@ -259,7 +263,12 @@ class ContainerInfo:
             mounts=mounts,
             user=config.user,
             env=config.env,
+            health=_health(state),
         )
+
+
+def _health(state: Mapping[str, Any]) -> str:
+    return str((state.get("Health") or {}).get("Status") or "")
 
 
 @dataclass(frozen=True)
@@ -685,7 +694,11 @@ class Engine:
     def create_container(self, spec: ContainerSpec) -> str:
         """Create a container; its id."""
         binds = {
-            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts
+            m.source: {
+                "bind": m.target,
+                "mode": ("ro" if m.read_only else "rw") + (",nocopy" if m.nocopy else ""),
+            }
+            for m in spec.mounts
         }
         host = self._api.create_host_config(
             binds=binds or None,

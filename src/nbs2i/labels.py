@@ -60,6 +60,10 @@ ROLE_VERIFY = "verify"
 DEPS_KEY = "nbs2i.deps-key"
 # The image a `nbs2i run` container was started from, as the user named it.
 RUN_IMAGE = "nbs2i.image"
+# A random value `nbs2i run` gives each container it creates: what `nbs2i stop`
+# trusts, since a container inherits its image's labels (role=run included)
+# but no image can know the value in advance.
+RUN_NONCE = "nbs2i.run.nonce"
 # One verify run: everything it creates carries the run's id.
 VERIFY_RUN = "nbs2i.verify.run"
 # The builder's build stage, which the engine keeps as an untagged image.

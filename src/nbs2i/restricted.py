@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, Mount, PortBinding
+from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageConfig, Mount, PortBinding
 from nbs2i.errors import SecurityError, UsageError
 
 # OpenShift gives each namespace a block of 10,000 UIDs from this range
@@ -29,12 +29,22 @@ UID_MAX = 1_999_999_999
 GID = 0
 # The largest UID Linux and the engines accept.
 UID_LIMIT = 2**31 - 1
+# What --uid says to get a random UID from the range, as OpenShift assigns one.
+RANDOM_UID = "random"
 # Where a platform mounts the student's persistent volume (zero-to-jupyterhub's
 # default, and nbs2i run's --volume).
 HOME = "/home/jovyan"
 # The one writable place of a read-only root (an emptyDir in Kubernetes).
 TMP = "/tmp"
 TMPFS_OPTIONS = "rw,nosuid,nodev,mode=1777"
+# A fresh persistent volume as a platform mounts it on HOME (a PVC with
+# fsGroup 0, an emptyDir): empty, root-owned, group 0 with group write. Kept
+# in memory and bounded, since it only lives for one rehearsal.
+EMPTY_VOLUME_OPTIONS = {
+    "type": "tmpfs",
+    "device": "tmpfs",
+    "o": "nosuid,nodev,mode=0775,size=512m",
+}
 CAP_DROP = ("ALL",)
 # The seccomp profile that both Pod Security "restricted" and restricted-v2 admit.
 SECCOMP_PROFILE = "RuntimeDefault"
@@ -57,6 +67,19 @@ POLL_SECONDS = 0.1
 def random_uid(randbelow: Callable[[int], int] = secrets.randbelow) -> int:
     """A UID as OpenShift would assign one."""
     return UID_MIN + randbelow(UID_MAX - UID_MIN + 1)
+
+
+def parse_uid(text: str) -> int | None:
+    """A --uid value: None for RANDOM_UID, else the number (not yet checked)."""
+    if text == RANDOM_UID:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is not {RANDOM_UID!r} or a number",
+            f"give --uid {RANDOM_UID} or a UID from 1 to {UID_LIMIT}",
+        ) from None
 
 
 def check_uid(uid: int) -> int:
@@ -107,6 +130,23 @@ def container_spec(
 def home_volume(name: str) -> Mount:
     """The student's volume on HOME."""
     return Mount(name, HOME)
+
+
+def empty_volume(name: str, target: str) -> Mount:
+    """A volume created with EMPTY_VOLUME_OPTIONS, mounted on target without
+    the copy of the image's files that the engine would otherwise put in it."""
+    return Mount(name, target, nocopy=True)
+
+
+def server_port(config: ImageConfig) -> int:
+    """The container port a platform's probe and route would use: SERVER_PORT
+    when the image exposes it or no port at all, else its lowest TCP port."""
+    tcp = sorted(
+        int(number)
+        for number, _, proto in (p.partition("/") for p in config.exposed_ports)
+        if number.isdigit() and proto in ("", "tcp")
+    )
+    return SERVER_PORT if not tcp or SERVER_PORT in tcp else tcp[0]
 
 
 def container_security_context(uid: int | None = None) -> dict[str, Any]:

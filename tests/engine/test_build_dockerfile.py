@@ -12,7 +12,8 @@ from nbs2i.engine import Engine
 from tests.support.builds import SAMPLES
 from tests.support.builds import request as build_request
 from tests.support.gitrepo import make_repo
-from tests.support.images import build_directory, run_in_image
+from tests.support.images import build_directory
+from tests.support.inside import run_in_image
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import LABELS, SESSION_ID, tag
 from tests.support.tracker import Tracker

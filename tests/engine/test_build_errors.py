@@ -15,7 +15,7 @@ from tests.support.cli import fails
 from tests.support.gitrepo import make_repo, one_notebook
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import label_args, tag
-from tests.support.tiny_builder import derived
+from tests.support.images import derived
 from tests.support.tracker import Tracker
 
 LABEL_ARGS = label_args("--container-label")

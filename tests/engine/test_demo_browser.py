@@ -12,23 +12,24 @@ host name resolves to nothing except 127.0.0.1, so it can reach only our server.
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
-from tests.engine.run_support import LECTURES
+from tests.support.cli import nbs2i
+from tests.support.jupyter import LECTURES
+from tests.support.session import label_args
+from tests.support.tracker import Tracker
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "demo-jupyterlab.png"
-# What the issue asks for, plus the fences described above.
+# A headless window of a fixed size, plus the fences described above.
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -66,20 +67,20 @@ def browse(url: str, *action: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_jupyterlab_shows_the_lecture_notebooks(sample_build: Any, track: Tracker) -> None:
-    image = sample_build.tag
-    name = track.container(f"nbs2i-test-browser-{SESSION_ID}")
-    labels = [f"--label={k}={v}" for k, v in TEST_LABELS.items()]
-    env = {k: v for k, v in os.environ.items() if k != "NBS2I_DEBUG"}
+    name = track.container(f"nbs2i-test-browser-{uuid.uuid4().hex[:8]}")
     # The demo's run line, on any free port, with the test labels.
-    cmd = [sys.executable, "-m", "nbs2i", "run", image, "--detach", "--name", name]
-    started = subprocess.run(
-        [*cmd, "--port", "0", *labels],
-        capture_output=True,
-        text=True,
+    started = nbs2i(
+        "run",
+        sample_build.tag,
+        "--detach",
+        "--name",
+        name,
+        "--port",
+        "0",
+        *label_args(),
         timeout=180,
-        env=env,
     )
-    assert started.returncode == 0, started.stderr
+    assert started.code == 0, started.stderr
     url = started.stdout.splitlines()[0]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/lab\?token=[0-9a-f]{48}", url), url
 
@@ -94,11 +95,5 @@ def test_jupyterlab_shows_the_lecture_notebooks(sample_build: Any, track: Tracke
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert SCREENSHOT.stat().st_size > 10_000  # a rendered page, not a blank one
 
-    stop = subprocess.run(
-        [sys.executable, "-m", "nbs2i", "stop", name],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert stop.returncode == 0, stop.stderr
+    stop = nbs2i("stop", name, timeout=60)
+    assert stop.code == 0, stop.stderr

@@ -1,28 +1,48 @@
 """Deliberately broken images: each fails exactly the checks aimed at it.
 
 Each image is the builder with ONE change, so everything else about it is
-good; a full verify (runtime included) must fail what the change breaks and no
-other check. Built once per module through the engine seam, tagged with the
-session id, removed at the end.
+good; a full verify (both runtime runs included) must fail what the change
+breaks and no other check. Built once per module through the engine seam,
+tagged with the session id, removed at the end.
 """
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
-from nbs2i.checks import Status
 from nbs2i.engine import Engine
-from nbs2i.errors import BuildError
 from nbs2i.verify import VerifyOptions, verify
-from tests.conftest import SESSION_ID, TEST_LABELS, Tracker
-from tests.engine.run_support import builder
+from nbs2i.verify.checks import Status
+from tests.support.images import derived
+from tests.support.session import LABELS, tag
+from tests.support.tracker import Tracker
+
+
+def wrapper(path: str, *lines: str) -> str:
+    """A RUN line (as root) that writes an executable sh script at path."""
+    quoted = " ".join("'" + line.replace("'", "'\"'\"'") + "'" for line in ("#!/bin/sh", *lines))
+    return f"USER 0\nRUN printf '%s\\n' {quoted} > {path} && chmod 0755 {path}\nUSER 1001"
+
 
 # A wrapper that ignores SIGTERM and keeps the server running: tini (without
 # -g) signals only its child, this shell, which ignores it.
-STUBBORN = r"""printf '%s\n' '#!/bin/sh' "trap '' TERM" '/usr/libexec/s2i/run &' 'wait' \
-    > /usr/local/bin/stubborn && chmod 0755 /usr/local/bin/stubborn"""
+STUBBORN = wrapper("/usr/local/bin/stubborn", "trap '' TERM", "/usr/libexec/s2i/run &", "wait")
+# repo2docker's image under a plain restricted run (measured): the server
+# writes under the image's HOME at start, which a read-only root refuses
+# ("Read-only file system: '/home/jovyan/.local'"). With a volume it works.
+NEEDS_WRITABLE_HOME = wrapper(
+    "/usr/local/bin/start",
+    "set -e",
+    "python3 -c 'import os; os.makedirs(os.path.expanduser(\"~/.local/share\"), exist_ok=True)'",
+    "exec /usr/libexec/s2i/run",
+)
+# The opposite: it needs a file the image put in HOME, which an empty volume
+# on HOME hides. Without a volume it works.
+NEEDS_IMAGE_HOME = wrapper(
+    "/usr/local/bin/start",
+    'test -e "$HOME/.course" || { echo "start: $HOME/.course is missing" >&2; exit 3; }',
+    "exec /usr/libexec/s2i/run",
+)
 
 # name: (Dockerfile lines after FROM, the checks it must fail)
 BROKEN: dict[str, tuple[str, frozenset[str]]] = {
@@ -51,48 +71,50 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
         "USER 0\nRUN chmod 0664 /etc/passwd\nUSER 1001",
         frozenset({"passwd-not-writable"}),
     ),
+    # What `s2i build --inject pip.conf:/etc` leaves: an emptied file anyone may rewrite.
+    "world-writable-file": (
+        "USER 0\nRUN : > /etc/pip.conf && chmod 0666 /etc/pip.conf\nUSER 1001",
+        frozenset({"no-world-writable"}),
+    ),
     # An empty token (and no password): the server lets anyone in.
     "auth-off": (
         "USER 0\nRUN printf 'c.IdentityProvider.token = \"\"\\n' "
         "> /opt/app-root/venv/etc/jupyter/jupyter_server_config.py\nUSER 1001",
         frozenset({"api-auth"}),
     ),
-    # Beyond the issue's list, so that every runtime check has an image that
-    # fails it: no nss_wrapper, so a random UID has no name...
+    # No nss_wrapper, so a random UID has no name.
     "no-user-name": ('ENV LD_PRELOAD=""', frozenset({"user-named"})),
-    # ...and a server whose files are not group-writable.
+    # A server whose files are not group-writable.
     "umask-022": (
         "USER 0\nRUN sed -i 's/^umask 0002$/umask 0022/' /usr/libexec/s2i/run\nUSER 1001",
         frozenset({"file-group-writable"}),
     ),
     "ignores-sigterm": (
-        f'USER 0\nRUN {STUBBORN}\nUSER 1001\nENTRYPOINT ["tini", "--"]\n'
-        'CMD ["/usr/local/bin/stubborn"]',
+        f'{STUBBORN}\nENTRYPOINT ["tini", "--"]\nCMD ["/usr/local/bin/stubborn"]',
         frozenset({"sigterm"}),
     ),
+    # Breaks only in a bare pod (no volume): caught by that run alone.
+    "needs-writable-home": (
+        f'{NEEDS_WRITABLE_HOME}\nCMD ["/usr/local/bin/start"]',
+        frozenset({"starts", "home-writable"}),
+    ),
+    # Breaks only with an empty volume on HOME: caught by that run alone.
+    "needs-image-home": (
+        f"{NEEDS_IMAGE_HOME}\nUSER 0\nRUN touch /home/jovyan/.course\nUSER 1001\n"
+        'CMD ["/usr/local/bin/start"]',
+        frozenset({"starts"}),
+    ),
 }
-
-
-def build_broken(engine: Engine, base: str, name: str, change: str) -> str:
-    tag = f"nbs2i-test/verify-{name}:{SESSION_ID}"
-    dockerfile = f"FROM {base}\n{change}\n".encode()
-    log = []
-    for event in engine.build(fileobj=io.BytesIO(dockerfile), tag=tag, labels=TEST_LABELS):
-        if "error" in event:
-            raise BuildError(f"building {name} failed: {event['error']}", details="".join(log))
-        log.append(str(event.get("stream", "")))
-    return tag
+# Which runtime setup each of these must fail in (the other one passes).
+ONE_SETUP = {"needs-writable-home": "no volume", "needs-image-home": "volume on HOME"}
 
 
 @pytest.fixture(scope="module")
-def broken_images(
-    request: pytest.FixtureRequest, engine: Engine, session_tracker: Tracker
-) -> dict[str, str]:
-    base = builder(request)
+def broken_images(engine: Engine, session_tracker: Tracker, builder_image: str) -> dict[str, str]:
     images = {}
     for name, (change, _aimed) in BROKEN.items():
-        images[name] = session_tracker.image(f"nbs2i-test/verify-{name}:{SESSION_ID}")
-        build_broken(engine, base, name, change)
+        images[name] = session_tracker.image(tag(f"verify-{name}"))
+        derived(engine, builder_image, images[name], change)
     return images
 
 
@@ -100,12 +122,22 @@ def broken_images(
 def test_fails_exactly_the_aimed_checks(
     name: str, engine: Engine, broken_images: dict[str, str]
 ) -> None:
-    report = verify(engine, broken_images[name], VerifyOptions(labels=TEST_LABELS))
+    report = verify(engine, broken_images[name], VerifyOptions(labels=LABELS))
     failed = {c.id for c in report.checks if c.status is Status.FAIL}
     shown = "\n".join(f"  {c.status.value:4} {c.id}: {c.evidence}" for c in report.checks)
     assert failed == BROKEN[name][1], f"{name}:\n{shown}"
     # Nothing required was skipped or warned about either: the rest of the
-    # image really is good, and every check ran.
+    # image really is good, and every check ran (in at least one setup).
     others = [c for c in report.checks if c.id not in BROKEN[name][1] and c.required]
     assert all(c.status is Status.PASS for c in others), f"{name}:\n{shown}"
     assert not report.ok
+    if name in ONE_SETUP:
+        starts = report.get("starts")
+        failing = [p.setup for p in starts.parts if p.status is Status.FAIL]
+        assert failing == [ONE_SETUP[name]], f"{name}:\n{shown}"
+    if name == "needs-writable-home":
+        # The server died; its log says why, and the verdict says where.
+        home = report.get("home-writable").evidence
+        assert home.startswith("no volume: the server died writing under HOME /home/jovyan")
+        assert "Read-only file system: '/home/jovyan/.local'" in home
+

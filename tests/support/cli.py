@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -33,21 +34,30 @@ class Result:
         return last
 
 
+# Cleared for every run: NBS2I_DEBUG so that a traceback would be a bug,
+# NBS2I_PASSWORD so that only a test that means to give one does.
+CLEARED = ("NBS2I_DEBUG", "NBS2I_PASSWORD")
+
+
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "nbs2i", *args]
+
+
+def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    full_env.update(extra or {})
+    return full_env
 
 
 def nbs2i(
     *args: str, env: Mapping[str, str] | None = None, timeout: float = 300, stdin: str = ""
 ) -> Result:
-    """`nbs2i ARGS...`; NBS2I_DEBUG is cleared so that a traceback would be a bug."""
-    full_env = {k: v for k, v in os.environ.items() if k != "NBS2I_DEBUG"}
-    full_env.update(env or {})
+    """`nbs2i ARGS...`, waited for."""
     done = subprocess.run(
         command(*args),
         capture_output=True,
         text=True,
-        env=full_env,
+        env=environment(env),
         timeout=timeout,
         input=stdin,
     )
@@ -63,66 +73,77 @@ def fails(*args: str, env: Mapping[str, str] | None = None, timeout: float = 300
 
 
 class Running:
-    """`nbs2i ARGS...` running in the background; its stderr read by a thread, so
-    that waiting for a line is bounded in time even when nothing is printed."""
+    """`nbs2i ARGS...` in the background (to signal it, or to read it as it goes):
+    its stdout and stderr read by threads, so that waiting for a line is bounded
+    in time even when nothing is printed. No terminal on stdin."""
 
     def __init__(self, *args: str, env: Mapping[str, str] | None = None) -> None:
-        full_env = {k: v for k, v in os.environ.items() if k != "NBS2I_DEBUG"}
-        full_env.update(env or {})
         self.proc = subprocess.Popen(
             command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             text=True,
-            env=full_env,
+            env=environment(env),
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self._stdout: list[str] = []
+        self._lines = {"stdout": queue.Queue[str](), "stderr": queue.Queue[str]()}
+        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._readers = [
-            threading.Thread(target=self._read_stderr, daemon=True),
-            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read, args=(name,), daemon=True) for name in self._lines
         ]
         for reader in self._readers:
             reader.start()
 
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
+    def _read(self, name: str) -> None:
+        stream = getattr(self.proc, name)
+        for line in stream:
+            self._lines[name].put(line.rstrip("\n"))
 
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        self._stdout.extend(self.proc.stdout)
-
-    def wait_for(self, wanted: str, timeout: float) -> None:
-        """Until a stderr line contains `wanted`; AssertionError after `timeout` s."""
+    def wait_for(
+        self, wanted: str | re.Pattern[str], timeout: float, stream: str = "stderr"
+    ) -> str:
+        """The first new line of `stream` that contains `wanted` (a string) or matches
+        it (a pattern); AssertionError after `timeout` s or when the process ended."""
         deadline = time.monotonic() + timeout
+        lines = self._lines[stream]
         while (left := deadline - time.monotonic()) > 0:
             try:
-                line = self.lines.get(timeout=min(left, 1.0))
+                line = lines.get(timeout=min(left, 1.0))
             except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
+                if self.proc.poll() is not None and lines.empty():
                     break
                 continue
-            self.seen.append(line)
-            if wanted in line:
-                return
-        raise AssertionError(f"no line with {wanted!r} within {timeout} s: {self.seen}")
+            self.seen[stream].append(line)
+            found = wanted in line if isinstance(wanted, str) else wanted.search(line)
+            if found:
+                return line
+        raise AssertionError(f"no {stream} line with {wanted!r} within {timeout} s: {self.seen}")
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
     def finish(self, timeout: float = 60) -> Result:
-        """Wait for the end (killed after `timeout` s); what it printed."""
+        """Wait for the end (killed after `timeout` s); everything it printed."""
         try:
             self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         for reader in self._readers:
             reader.join(timeout=10)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return Result(self.proc.returncode, "".join(self._stdout), "\n".join(self.seen))
+        for name, lines in self._lines.items():
+            while not lines.empty():
+                self.seen[name].append(lines.get())
+        return Result(
+            self.proc.returncode, "\n".join(self.seen["stdout"]), "\n".join(self.seen["stderr"])
+        )
+
+
+def interrupt(running: Running, signum: int, timeout: float = 60) -> Result:
+    """Send a background nbs2i a signal and wait for it to finish (killed if it
+    does not within `timeout`, which fails the caller's exit code check)."""
+    running.signal(signum)
+    return running.finish(timeout)

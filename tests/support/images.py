@@ -1,118 +1,62 @@
-"""Looking inside images the tests built: run a command in one, read its layers."""
+"""Images the tests build for themselves: a few Dockerfile lines on a base, a
+directory with a Dockerfile, or a directory of notebooks through nbs2i's real build. The caller tracks the
+tag (and removes it); the session's labels go on each image."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from nbs2i.engine import BuildSpec, ContainerSpec, Docker, Leftovers
-from tests.support.session import LABELS
+from nbs2i.engine import BuildSpec, Docker
+from nbs2i.errors import BuildError
+from tests.support.session import LABEL_PAIRS, LABELS
 
 
-def run_in_image(
-    engine: Docker, image: str, cmd: list[str], user: str = "", timeout: float = 300
-) -> tuple[int, str]:
-    """Run cmd in a throwaway container of image (entrypoint cleared); (exit code, output)."""
-    leftovers = Leftovers(engine)
-    spec = ContainerSpec(image, command=tuple(cmd), entrypoint=(), user=user, labels=LABELS)
-    try:
-        cid = leftovers.container(engine.create_container(spec))
-        out = engine.attach(cid)
-        engine.start(cid)
-        text = b"".join(out).decode("utf-8", "replace")
-        return engine.wait(cid, timeout=timeout), text
-    finally:
-        leftovers.remove_all()
+def dockerfile_context(dockerfile: str, files: dict[str, bytes] | None = None) -> bytes:
+    """A build context tar: the Dockerfile and any extra files."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in {"Dockerfile": dockerfile.encode(), **(files or {})}.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
-class ChunkReader(io.RawIOBase):
-    """A read-once file over an iterator of byte chunks (an engine stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buffer = chunk
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
+def build_dockerfile(engine: Docker, tag: str, dockerfile: str) -> str:
+    """`docker build` of a Dockerfile (no other context) tagged `tag`."""
+    spec = BuildSpec(context=dockerfile_context(dockerfile), tag=tag, labels=LABELS)
+    log: list[str] = []
+    for event in engine.build(spec):
+        if event.error:
+            raise BuildError(f"building {tag} failed: {event.error}", details="".join(log))
+        log.append(event.stream)
+    return tag
 
 
-def layers(engine: Docker, image: str) -> Iterator[tuple[str, tarfile.TarFile]]:
-    """(name, open tar) of each layer of `docker save image`, one at a time."""
-    stream = io.BufferedReader(ChunkReader(engine.export_image(image)), buffer_size=1 << 20)
-    with tarfile.open(fileobj=stream, mode="r|") as outer:
-        for member in outer:
-            if member.name.endswith("layer.tar") or member.name.startswith("blobs/"):
-                data = outer.extractfile(member)
-                if data is not None:
-                    with tarfile.open(fileobj=data, mode="r|") as layer:
-                        yield member.name, layer
+def derived(engine: Docker, base: str, tag: str, lines: str) -> str:
+    """An image FROM base with extra Dockerfile lines."""
+    return build_dockerfile(engine, tag, f"FROM {base}\n{lines}\n")
 
 
-def find_in_layers(engine: Docker, image: str, needles: Sequence[bytes]) -> list[str]:
-    """Every layer entry whose name or content holds a needle."""
-    hits: list[str] = []
-    count = 0
-    for name, layer in layers(engine, image):
-        count += 1
-        for entry in layer:
-            body = b""
-            if entry.isfile():
-                handle = layer.extractfile(entry)
-                body = handle.read() if handle else b""
-            hits += [
-                f"{name}:{entry.name}" for n in needles if n in entry.name.encode() or n in body
-            ]
-    assert count > 0, f"docker save {image} held no layer"
-    return hits
+def build_notebooks(engine: Docker, source: Path, tag: str, builder: str) -> list[str]:
+    """Build a notebook directory into `tag` with nbs2i's real S2I build, the
+    way the `sample_build` fixture does; the images this made (the tag, and a
+    dependency layer it did not merely reuse), for the caller to remove."""
+    from nbs2i.build import BuildRequest, build
+    from nbs2i.ca import default_ca_bundle
 
-
-class _Hashing(io.RawIOBase):
-    """Reads through to `inner`, hashing what passes."""
-
-    def __init__(self, inner: io.BufferedIOBase) -> None:
-        self.inner = inner
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.inner.read(len(target))
-        self.digest.update(data)
-        target[: len(data)] = data
-        return len(data)
-
-
-def top_layer(engine: Docker, image: str) -> list[tarfile.TarInfo]:
-    """The entries of the image's newest layer (found by its diff id)."""
-    wanted = engine.inspect_image(image).layers[-1]
-    stream = io.BufferedReader(ChunkReader(engine.export_image(image)), buffer_size=1 << 20)
-    with tarfile.open(fileobj=stream, mode="r|") as outer:
-        for member in outer:
-            data = outer.extractfile(member)
-            if data is None or not member.name.endswith("layer.tar"):
-                continue
-            hashing = _Hashing(data)  # type: ignore[arg-type]
-            with tarfile.open(fileobj=io.BufferedReader(hashing), mode="r|") as layer:
-                entries = list(layer)
-            hashing.read()  # the rest of the member (end blocks) counts too
-            if f"sha256:{hashing.digest.hexdigest()}" == wanted:
-                return entries
-    raise AssertionError(f"no layer of {image} has the diff id {wanted}")
+    request = BuildRequest(
+        source=str(source),
+        tag=tag,
+        builder=builder,
+        ca_bundle=default_ca_bundle(),
+        labels=LABEL_PAIRS,
+        container_labels=LABEL_PAIRS,
+    )
+    result = build(engine, request)
+    return [result.tag, *result.caches_made]
 
 
 def build_directory(engine: Docker, context: Path, ref: str) -> str:
@@ -125,26 +69,3 @@ def build_directory(engine: Docker, context: Path, ref: str) -> str:
         assert not event.error, "".join(log) + event.error
         log.append(event.stream)
     return "".join(log)
-
-
-def run_restricted(
-    engine: Docker, image: str, cmd: list[str], uid: int, timeout: float = 600
-) -> tuple[int, str]:
-    """Run cmd as a restricted platform would (the image's ENTRYPOINT kept, a UID
-    with GID 0, read-only root, tmpfs /tmp, no capabilities); (exit code, output)."""
-    from dataclasses import replace
-
-    from nbs2i import restricted
-
-    spec = replace(
-        restricted.container_spec(image, uid=uid, labels=LABELS), command=tuple(cmd), ports=()
-    )
-    leftovers = Leftovers(engine)
-    try:
-        cid = leftovers.container(engine.create_container(spec))
-        out = engine.attach(cid)
-        engine.start(cid)
-        text = b"".join(out).decode("utf-8", "replace")
-        return engine.wait(cid, timeout=timeout), text
-    finally:
-        leftovers.remove_all()

@@ -1,24 +1,28 @@
-"""Shared by the `nbs2i run` tests: notebook images built for real, and HTTP to them.
+"""A client for one Jupyter server, as a browser and a notebook user drive it.
 
-`build_notebooks()` builds a notebook directory with the real build flow
-(nbs2i.build and the hardened builder); `sample_image()` and `builder()` are the
-session's fixtures for helpers that have a request. `Api` speaks Jupyter's REST
-API on 127.0.0.1 only, never through a proxy.
+`Api` speaks the REST API with a token (header) or the session cookie of a
+form login; `run_in_kernel` and `run_in_terminal` use the kernel's and the
+terminal's real websockets. Everything goes to 127.0.0.1 only, never through
+a proxy (a configured HTTP(S)_PROXY must never see a token). Every wait is
+bounded.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+import websocket
 
-from nbs2i.engine import Engine
-from tests.conftest import TEST_LABELS, Tracker
-
+LOOPBACK = "127.0.0.1"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample-notebooks"
 LECTURES = (
     "01-python-basics.ipynb",
@@ -26,75 +30,64 @@ LECTURES = (
     "03-plotting.ipynb",
     "04-random-walks.ipynb",
 )
-LABEL_PAIRS = tuple(TEST_LABELS.items())
-
-
-def builder(request: pytest.FixtureRequest) -> str:
-    """The session's builder image (the `builder_image` fixture of tests/conftest.py)."""
-    return str(request.getfixturevalue("builder_image"))
-
-
-def sample_image(request: pytest.FixtureRequest, engine: Engine, tracker: Tracker) -> str:
-    """The tag of sample-notebooks/ built once per session (the `sample_build` fixture).
-
-    `engine` and `tracker` are unused: kept for the callers written before the fixture.
-    """
-    del engine, tracker
-    return str(request.getfixturevalue("sample_build").tag)
-
-
-def build_notebooks(
-    engine: Engine, tracker: Tracker, source: Path, tag: str, builder_ref: str
-) -> str:
-    """Build a notebook directory into `tag` with nbs2i's real S2I build."""
-    from nbs2i import build
-
-    tracker.image(tag)
-    result = build.build(
-        engine,
-        build.BuildRequest(
-            source=str(source),
-            tag=tag,
-            builder=builder_ref,
-            ca_bundle=build.default_ca_bundle(),
-            labels=LABEL_PAIRS,
-            container_labels=LABEL_PAIRS,
-        ),
-    )
-    if result.deps_image:
-        tracker.image(result.deps_image)
-    return result.tag
+HTTP_TIMEOUT = 30.0
 
 
 class Api:
-    """Jupyter's REST API of one server, with its token (or a login cookie)."""
+    """Jupyter's REST API of one server, with its token, or logged in by form."""
 
     def __init__(self, port: int, token: str | None = None) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.base = f"http://{LOOPBACK}:{port}"
         self.token = token
-        self.cookie: str | None = None
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.xsrf = ""
+        self._jar = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self._jar)
+        )
 
     def call(
         self, method: str, path: str, body: Any = None, *, auth: bool = True
     ) -> tuple[int, Any]:
+        """(status, decoded JSON, else text) of one request; never raises on 4xx/5xx."""
         headers = {"Content-Type": "application/json"}
         if auth and self.token:
             headers["Authorization"] = f"token {self.token}"
-        if auth and self.cookie:
-            headers["Cookie"] = self.cookie
+        if auth and self.xsrf:
+            headers["X-XSRFToken"] = self.xsrf
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers=headers
+        )
+        opener = (
+            self._opener if auth else urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        )
         try:
-            with self._opener.open(req, timeout=30) as resp:
-                raw = resp.read()
-                status = resp.status
+            with opener.open(request, timeout=HTTP_TIMEOUT) as response:
+                raw, status = response.read(), response.status
         except urllib.error.HTTPError as exc:
             raw, status = exc.read(), exc.code
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode("utf-8", "replace")
+
+    def login(self, password: str) -> bool:
+        """Log in through the login form as a browser does (its _xsrf cookie,
+        then a POST); True when the session cookie then opens /api/status."""
+        with self._opener.open(f"{self.base}/login", timeout=HTTP_TIMEOUT) as response:
+            response.read()
+        self.xsrf = next(c.value for c in self._jar if c.name == "_xsrf")
+        form = urllib.parse.urlencode({"password": password, "_xsrf": self.xsrf}).encode()
+        try:
+            with self._opener.open(f"{self.base}/login", data=form, timeout=HTTP_TIMEOUT) as r:
+                r.read()
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401, exc.code  # the login page again: "Invalid credentials"
+            return False
+        return self.call("GET", "/api/status")[0] == 200
+
+    # -- contents --------------------------------------------------------------
 
     def names(self, path: str = "") -> list[str]:
         status, listing = self.call("GET", f"/api/contents/{path}")
@@ -108,18 +101,112 @@ class Api:
 
     def save_notebook(self, path: str, content: dict[str, Any]) -> int:
         model = {"type": "notebook", "format": "json", "content": content}
-        status, _ = self.call("PUT", f"/api/contents/{path}", model)
-        return status
+        return self.call("PUT", f"/api/contents/{path}", model)[0]
 
     def save_text(self, path: str, text: str) -> int:
-        status, _ = self.call(
-            "PUT", f"/api/contents/{path}", {"type": "file", "format": "text", "content": text}
+        model = {"type": "file", "format": "text", "content": text}
+        return self.call("PUT", f"/api/contents/{path}", model)[0]
+
+    def text(self, path: str) -> str:
+        status, model = self.call("GET", f"/api/contents/{path}?content=1&format=text")
+        assert status == 200, (status, model)
+        return str(model["content"])
+
+    # -- websockets ----------------------------------------------------------------
+
+    def ws_url(self, path: str) -> str:
+        query = f"?token={self.token}" if self.token else ""
+        return f"ws://{LOOPBACK}:{self.port}{path}{query}"
+
+    def run_in_kernel(self, code: str, timeout: float = 60.0) -> str:
+        """Start a Python kernel, run code through its websocket, return what it
+        printed on stdout; a kernel error fails the test with its traceback."""
+        status, kernel = self.call("POST", "/api/kernels", {"name": "python3"})
+        assert status == 201, (status, kernel)
+        conn = websocket.create_connection(
+            self.ws_url(f"/api/kernels/{kernel['id']}/channels"), timeout=timeout
         )
-        return status
+        try:
+            msg_id = uuid.uuid4().hex
+            conn.send(json.dumps(_execute_request(msg_id, code)))
+            return _kernel_output(conn, msg_id, timeout)
+        finally:
+            conn.close()
+
+    def run_in_terminal(self, command: str, pattern: str, timeout: float = 20.0) -> str:
+        """Open a terminal, type a command on its websocket, return the first
+        match of `pattern` in what the terminal prints."""
+        status, term = self.call("POST", "/api/terminals", {})
+        assert status == 200, (status, term)
+        conn = websocket.create_connection(
+            self.ws_url(f"/terminals/websocket/{term['name']}"), timeout=timeout
+        )
+        try:
+            conn.send(json.dumps(["stdin", command + "\r"]))
+            seen = ""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = json.loads(conn.recv())
+                if msg[0] == "stdout":
+                    seen += msg[1]
+                    match = re.search(pattern, seen)
+                    if match:
+                        return match.group(0)
+            raise AssertionError(f"the terminal did not print {pattern!r} in {timeout}s: {seen!r}")
+        finally:
+            conn.close()
+
+
+def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "buffers": [],
+    }
+
+
+def _kernel_output(conn: websocket.WebSocket, msg_id: str, timeout: float) -> str:
+    # The reply (shell channel) may overtake the output (iopub channel): the
+    # output is complete once iopub says the kernel is idle again.
+    out: list[str] = []
+    replied = idle = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (replied and idle):
+        msg = json.loads(conn.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["header"]["msg_type"]
+        if kind == "stream" and msg["content"]["name"] == "stdout":
+            out.append(msg["content"]["text"])
+        elif kind == "error":
+            raise AssertionError("kernel error: " + "\n".join(msg["content"]["traceback"]))
+        replied = replied or kind == "execute_reply"
+        idle = idle or (kind == "status" and msg["content"]["execution_state"] == "idle")
+    assert replied and idle, f"no execute_reply within {timeout}s"
+    return "".join(out)
+
+
+# -- notebooks as JSON ---------------------------------------------------------------
 
 
 def markdown_cell(text: str) -> dict[str, Any]:
-    return {"cell_type": "markdown", "metadata": {}, "source": text}
+    return {"cell_type": "markdown", "id": uuid.uuid4().hex[:8], "metadata": {}, "source": text}
 
 
 def with_cell(notebook: dict[str, Any], text: str) -> dict[str, Any]:
@@ -134,37 +221,4 @@ def cells_text(notebook: dict[str, Any]) -> str:
 
 
 def new_notebook(text: str) -> dict[str, Any]:
-    return {
-        "cells": [markdown_cell(text)],
-        "metadata": {},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
-# Runs inside the container as its user: connect to the kernel the server
-# started (by its connection file) and have it run one line of code.
-_KERNEL_PROBE = """
-import glob, sys
-from jupyter_client import BlockingKernelClient
-(path,) = glob.glob("/tmp/.nbs2i/runtime-*/kernel-" + sys.argv[1] + ".json")
-client = BlockingKernelClient(connection_file=path)
-client.load_connection_file()
-client.start_channels()
-client.wait_for_ready(timeout=60)
-client.execute(sys.argv[2])
-print(client.get_shell_msg(timeout=60)["content"]["status"])
-client.stop_channels()
-"""
-
-
-def kernel_runs(engine: Engine, container: str, api: Api, code: str) -> str:
-    """Start a Python kernel through the API and run `code` in it; the reply's status."""
-    status, kernel = api.call("POST", "/api/kernels", {"name": "python3"})
-    assert status == 201, (status, kernel)
-    try:
-        result = engine.exec(container, ["python3", "-c", _KERNEL_PROBE, kernel["id"], code])
-    finally:
-        api.call("DELETE", f"/api/kernels/{kernel['id']}")
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
+    return {"cells": [markdown_cell(text)], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}

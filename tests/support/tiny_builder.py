@@ -12,11 +12,9 @@ TINY_NET=1 lists the network interfaces, TINY_FAIL_DEPS=1 fails the deps phase.
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 from nbs2i.engine import BuildSpec, Docker
 from nbs2i.errors import BuildError
+from tests.support.images import dockerfile_context
 from tests.support.session import LABELS
 
 ASSEMBLE = r"""#!/bin/sh
@@ -92,30 +90,12 @@ CMD ["/usr/libexec/s2i/run"]
 SCRIPTS = {"assemble": ASSEMBLE, "run": RUN, "save-artifacts": SAVE_ARTIFACTS, "usage": USAGE}
 
 
-def build_image(engine: Docker, tag: str, dockerfile: str, with_scripts: bool = True) -> str:
-    """docker build of `dockerfile` (with the tiny scripts in bin/) tagged `tag`,
-    labelled as this session's."""
-    files = {"Dockerfile": dockerfile.encode()}
-    if with_scripts:
-        files.update({f"bin/{name}": text.encode() for name, text in SCRIPTS.items()})
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    log = []
-    for event in engine.build(BuildSpec(buffer.getvalue(), tag, labels=LABELS)):
+def build_tiny_builder(engine: Docker, tag: str) -> str:
+    files = {f"bin/{name}": text.encode() for name, text in SCRIPTS.items()}
+    spec = BuildSpec(dockerfile_context(DOCKERFILE, files), tag, labels=LABELS)
+    log: list[str] = []
+    for event in engine.build(spec):
         if event.error:
             raise BuildError(f"tiny builder build failed: {event.error}", details="".join(log))
         log.append(event.stream)
     return tag
-
-
-def build_tiny_builder(engine: Docker, tag: str) -> str:
-    return build_image(engine, tag, DOCKERFILE)
-
-
-def derived(engine: Docker, base: str, tag: str, lines: str) -> str:
-    """An image FROM base with extra Dockerfile lines (root user, named user, no label...)."""
-    return build_image(engine, tag, f"FROM {base}\n{lines}\n", with_scripts=False)

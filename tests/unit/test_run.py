@@ -1,78 +1,137 @@
-"""nbs2i.run without an engine: the restricted settings, the checks, the wait loop.
-
-The wait loop is driven by a fake engine only to inject what a real one cannot
-be made to do on cue (a container that dies between two polls); the real
-behaviour is covered in tests/engine/test_run*.py.
-"""
+"""nbs2i.run and the restricted platform without an engine: the container a
+run asks for, the input checks, the mark `nbs2i stop` trusts, and the CLI's
+refusals before any engine call. What a real engine does (a server that
+exits, never answers, takes a port) is in tests/engine/test_run*.py."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import signal
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
-from nbs2i import run
+from nbs2i import interrupts, labels, restricted, run
+from nbs2i.engine import ContainerInfo, ImageConfig, Mount, PortBinding
 from nbs2i.errors import RunError, SecurityError, UsageError
 from nbs2i.progress import lines
+from tests.support.cli import nbs2i
 
 
 def test_random_uid_is_in_openshift_range_and_varies() -> None:
-    uids = {run.choose_uid(None) for _ in range(50)}
-    assert all(run.UID_MIN <= u <= run.UID_MAX for u in uids)
-    assert len(uids) > 40  # 50 draws from a million: collisions are rare
-    assert run.choose_uid(None, lambda n: n - 1) == run.UID_MAX
-    assert run.choose_uid(None, lambda n: 0) == run.UID_MIN
+    uids = {restricted.random_uid() for _ in range(50)}
+    assert all(restricted.UID_MIN <= u <= restricted.UID_MAX for u in uids)
+    assert len(uids) > 40  # 50 draws from a billion: collisions are rare
+    assert restricted.random_uid(lambda n: n - 1) == restricted.UID_MAX
+    assert restricted.random_uid(lambda n: 0) == restricted.UID_MIN
 
 
-@pytest.mark.parametrize("uid", [0, -1])
-def test_root_or_negative_uid_is_refused(uid: int) -> None:
-    with pytest.raises(SecurityError, match=f"refusing to run as UID {uid}"):
-        run.choose_uid(uid)
+@pytest.mark.parametrize(
+    ("uid", "error", "message"),
+    [
+        (0, SecurityError, "refusing to run as UID 0"),
+        (-1, SecurityError, "refusing to run as UID -1"),
+        (99999999999, UsageError, "UID 99999999999 is out of range"),
+    ],
+)
+def test_bad_uids_are_refused_before_anything_runs(
+    uid: int, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        run.check_request(run.RunRequest(image="x", uid=uid))
 
 
-def test_explicit_uid_is_kept() -> None:
-    assert run.choose_uid(1234) == 1234
+def test_parse_uid() -> None:
+    assert restricted.parse_uid(restricted.RANDOM_UID) is None
+    assert restricted.parse_uid("1234") == 1234
+    with pytest.raises(UsageError, match="'abc' is not 'random' or a number"):
+        restricted.parse_uid("abc")
 
 
-def test_host_config_is_restricted_v2() -> None:
-    req = run.RunRequest(image="x", port=9999)
-    cfg = run.host_config(req, None, 8888)
-    assert cfg["cap_drop"] == ["ALL"]
-    assert cfg["security_opt"] == ["no-new-privileges:true"]
-    assert cfg["read_only"] is True
-    assert "/tmp" in cfg["tmpfs"] and "nosuid" in cfg["tmpfs"]["/tmp"]
-    assert cfg["port_bindings"] == {8888: ("127.0.0.1", 9999)}
-    assert "binds" not in cfg  # no tmpfs on HOME: the image's fallback is what runs
+REQUEST = run.RunRequest(image="img", port=9999, env=(("A", "1"),), labels=(("t", "1"),))
 
 
-def test_host_config_any_port_and_writable_root_and_volume() -> None:
-    req = run.RunRequest(image="x", port=0, read_only=False)
-    ws = run.Workspace("volume", "vol1", created=False)
-    cfg = run.host_config(req, ws, 8888)
-    assert cfg["port_bindings"] == {8888: ("127.0.0.1",)}
-    assert cfg["read_only"] is False and "tmpfs" not in cfg
-    assert cfg["binds"] == {"vol1": {"bind": "/home/jovyan", "mode": "rw"}}
+def test_the_container_is_the_restricted_platforms() -> None:
+    spec = run.container_spec(
+        REQUEST, uid=1000680000, name="n", container_port=8888, workspace=None, token="tok"
+    )
+    assert spec.user == "1000680000:0"
+    assert spec.read_only and spec.tmpfs == {"/tmp": restricted.TMPFS_OPTIONS}
+    assert spec.cap_drop == ("ALL",) and spec.security_opt == ("no-new-privileges:true",)
+    assert spec.ports == (PortBinding(8888, "127.0.0.1", 9999),)
+    assert spec.mounts == ()  # no volume: the image's own fallback is what runs
+    assert spec.env == {"A": "1", "JUPYTER_TOKEN": "tok"}
+    assert spec.labels["t"] == "1" and spec.labels[labels.ROLE] == labels.ROLE_RUN
+    assert spec.labels[labels.RUN_IMAGE] == "img"
+    # The same platform, spelled once: run adds only its own choices.
+    same = restricted.container_spec(
+        "img",
+        uid=1000680000,
+        container_port=8888,
+        host_port=9999,
+        env=spec.env,
+        labels=spec.labels,
+        name="n",
+    )
+    assert spec == same
 
 
-def test_env_and_labels() -> None:
-    req = run.RunRequest(image="img", env=(("A", "1"),), labels=(("t", "1"),))
-    assert run.server_env(req, "tok") == {"A": "1", "JUPYTER_TOKEN": "tok"}
-    pw = run.RunRequest(image="img", password="pw")
-    env = run.server_env(pw, None)
+def test_any_port_writable_root_and_a_workspace() -> None:
+    request = run.RunRequest(image="x", port=0, read_only=False)
+    workspace = run.Workspace("volume", "vol1", created=False)
+    spec = run.container_spec(
+        request, uid=5, name="n", container_port=8888, workspace=workspace, token=None
+    )
+    assert spec.ports == (PortBinding(8888, "127.0.0.1", 0),)
+    assert not spec.read_only and spec.tmpfs == {}
+    assert spec.mounts == (Mount("vol1", "/home/jovyan"),)
+
+
+def test_each_container_gets_its_own_mark() -> None:
+    nonces = {run.run_labels(REQUEST, secrets.token_hex(16))[labels.RUN_NONCE] for _ in "ab"}
+    assert len(nonces) == 2
+
+
+@pytest.mark.parametrize(
+    ("container", "image", "ours"),
+    [
+        ({"nbs2i.role": "run", "nbs2i.run.nonce": "a" * 32}, {}, True),
+        # An image built with --label nbs2i.role=run: its containers inherit the role.
+        ({"nbs2i.role": "run"}, {"nbs2i.role": "run"}, False),
+        # ...and an image that also carries a nonce passes it to `docker run` containers.
+        (
+            {"nbs2i.role": "run", "nbs2i.run.nonce": "b" * 32},
+            {"nbs2i.role": "run", "nbs2i.run.nonce": "b" * 32},
+            False,
+        ),
+        # nbs2i run from that image overrides the image's nonce with its own.
+        (
+            {"nbs2i.role": "run", "nbs2i.run.nonce": "c" * 32},
+            {"nbs2i.role": "run", "nbs2i.run.nonce": "b" * 32},
+            True,
+        ),
+        ({"nbs2i.role": "verify", "nbs2i.run.nonce": "a" * 32}, {}, False),
+        ({"nbs2i.role": "run", "nbs2i.run.nonce": "short"}, {}, False),
+    ],
+)
+def test_stop_trusts_only_a_mark_no_image_can_carry(
+    container: dict[str, str], image: dict[str, str], ours: bool
+) -> None:
+    assert run.started_by_run(container, image) is ours
+
+
+def test_password_is_hashed_before_it_reaches_the_container() -> None:
+    env = run.server_env(run.RunRequest(image="img", password="pw"), None)
     assert list(env) == ["JUPYTER_PASSWORD_HASH"]  # never the plain password
     algorithm, salt, digest = env["JUPYTER_PASSWORD_HASH"].split(":")
     assert algorithm == "sha512" and len(salt) == 32
     assert digest == hashlib.sha512(b"pw" + salt.encode()).hexdigest()
-    assert run.server_env(pw, None) != env  # salted afresh each time
-    assert run.run_labels(req) == {"t": "1", "nbs2i.role": "run", "nbs2i.image": "img"}
+    assert run.server_env(run.RunRequest(image="img", password="pw"), None) != env  # salted
 
 
 @pytest.mark.parametrize("key", ["JUPYTER_TOKEN", "JUPYTER_PASSWORD", "HOME", "1X", "A-B"])
@@ -94,10 +153,9 @@ def test_auth_checks() -> None:
 
 
 def test_urls() -> None:
-    ws = None
-    server = run.Server("id", "n", "img", 8890, 1000000001, "abc", ws, 1.0)
+    server = run.Server("id", "n", "img", 8890, 1000000001, "abc", None, 1.0)
     assert server.url == "http://127.0.0.1:8890/lab?token=abc"
-    assert run.Server("id", "n", "img", 8890, 1, None, ws, 1.0).url == "http://127.0.0.1:8890/lab"
+    assert run.Server("id", "n", "img", 8890, 1, None, None, 1.0).url == "http://127.0.0.1:8890/lab"
 
 
 def test_tokens_are_long_and_fresh() -> None:
@@ -113,7 +171,23 @@ def test_directory_or_volume(spec: str, is_dir: bool) -> None:
     assert run.is_directory_spec(spec) is is_dir
 
 
-def _st(mode: int, uid: int, gid: int) -> Any:
+@pytest.mark.parametrize(
+    "spec", ["/", "/etc", "/etc/", "/usr/local/x", "/home", "/tmp", "/var/lib/x", "~", "/root/w"]
+)
+def test_system_directories_are_never_a_workspace(spec: str) -> None:
+    with pytest.raises(UsageError, match="is a system directory, not a workspace") as exc:
+        run.check_request(run.RunRequest(image="x", volume=spec))
+    assert "chgrp" not in exc.value.fix and "chmod" not in exc.value.fix
+
+
+def test_own_directories_and_volume_names_are_fine(tmp_path: Path) -> None:
+    for spec in (str(tmp_path / "work"), "/srv/course/work", "/home/alice/work", "alice_1"):
+        run.check_request(run.RunRequest(image="x", volume=spec))
+    with pytest.raises(UsageError, match="bad volume name"):
+        run.check_request(run.RunRequest(image="x", volume="-x"))
+
+
+def _st(mode: int, uid: int, gid: int) -> SimpleNamespace:
     return SimpleNamespace(st_mode=stat.S_IFDIR | mode, st_uid=uid, st_gid=gid)
 
 
@@ -160,110 +234,80 @@ def test_check_port_free_says_which_port() -> None:
             run.check_port_free(port)
         assert "--port" in exc.value.fix
     run.check_port_free(0)
-    with pytest.raises(UsageError):
-        run.check_port_free(70000)
+    for bad in (-1, 70000):
+        with pytest.raises(UsageError, match=f"bad port {bad}"):
+            run.check_request(run.RunRequest(image="x", port=bad))
 
 
-def test_exposed_port() -> None:
-    assert run.exposed_port({"Config": {"ExposedPorts": {"9000/tcp": {}}}}) == 9000
-    assert run.exposed_port({"Config": {"ExposedPorts": None}}) == 8888
-    two = {"Config": {"ExposedPorts": {"9000/tcp": {}, "9001/tcp": {}}}}
-    assert run.exposed_port(two) == 8888
+@pytest.mark.parametrize(
+    ("exposed", "port"),
+    [
+        (("9000/tcp",), 9000),
+        ((), 8888),
+        (("9000/tcp", "9001/tcp"), 9000),
+        (("8888/tcp", "80/tcp"), 8888),
+        (("53/udp",), 8888),
+    ],
+)
+def test_server_port(exposed: tuple[str, ...], port: int) -> None:
+    assert restricted.server_port(ImageConfig(exposed_ports=exposed)) == port
+
+
+def test_published_port() -> None:
+    info = ContainerInfo("id", "n", "img", {}, True, None, {8888: 32768})
+    assert restricted.published_port(info, 8888) == 32768
+    assert restricted.published_port(info, 9000) is None
 
 
 def test_lines_splits_chunks() -> None:
     chunks = [b"a\nb", b"c\r\n", b"\nd\xff"]
     assert list(lines(iter(chunks))) == ["a", "bc", "", "d\ufffd"]
-    assert run.last_lines("\n".join(str(i) for i in range(30)) + "\n", 3) == "27\n28\n29"
-
-
-class FakeEngine:
-    """Just enough engine for the wait loop: a container state script and logs."""
-
-    def __init__(self, states: list[dict[str, Any]], logs: bytes = b"") -> None:
-        self.states = states
-        self._logs = logs
-        self.polls = 0
-
-    def inspect_container(self, _cid: str) -> dict[str, Any]:
-        state = self.states[min(self.polls, len(self.states) - 1)]
-        self.polls += 1
-        return {"State": state}
-
-    def logs(self, _cid: str, tail: int = 20, **_: Any) -> bytes:
-        return self._logs
-
-
-RUNNING = {"Running": True}
-
-
-def test_wait_returns_when_api_and_token_answer() -> None:
-    seen: list[tuple[str, Any]] = []
-    answers = iter([None, 404, 200, 200])
-
-    def probe(url: str, headers: Any = None) -> int | None:
-        seen.append((url, headers))
-        return next(answers)
-
-    run.wait_until_ready(FakeEngine([RUNNING]), "c", 9000, "tok", 5, probe)  # type: ignore[arg-type]
-    assert seen[-1] == ("http://127.0.0.1:9000/api/status", {"Authorization": "token tok"})
-    assert [u for u, _ in seen[:3]] == ["http://127.0.0.1:9000/api"] * 3
-
-
-def test_wait_reports_exit_with_last_20_lines() -> None:
-    logs = "\n".join(f"line {i}" for i in range(40)).encode()
-    engine = FakeEngine([RUNNING, {"Running": False, "ExitCode": 3}], logs)
-    with pytest.raises(RunError, match=r"exited during start-up \(exit code 3\)") as exc:
-        run.wait_until_ready(engine, "c", 9000, None, 5, lambda *a: None)  # type: ignore[arg-type]
-    assert exc.value.details.splitlines() == [f"line {i}" for i in range(20, 40)]
-
-
-def test_wait_gives_up_in_time() -> None:
-    import time
-
-    began = time.monotonic()
-    with pytest.raises(RunError, match=r"did not answer on 127.0.0.1:9000 within 0.5 s"):
-        run.wait_until_ready(FakeEngine([RUNNING]), "c", 9000, None, 0.5, lambda *a: None)  # type: ignore[arg-type]
-    assert time.monotonic() - began < 3
-
-
-def test_wait_refused_token_is_its_own_error() -> None:
-    answers = iter([200, 403])
-    with pytest.raises(RunError, match="refuses the token"):
-        run.wait_until_ready(
-            FakeEngine([RUNNING]),  # type: ignore[arg-type]
-            "c",
-            9000,
-            "tok",
-            5,
-            lambda *a: next(answers),
-        )
 
 
 def test_http_status_of_nothing_is_none() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert run.http_status(f"http://127.0.0.1:{port}/api") is None
+    assert restricted.http_status(port, "/api") is None
 
 
 def test_bad_names_are_usage_errors() -> None:
     with pytest.raises(UsageError):
         run.container_name("-bad")
+    with pytest.raises(UsageError):
+        run.check_names(["good", "bad name"])
     assert run.container_name(None).startswith("nbs2i-run-")
     assert run.container_name("nbs2i-demo") == "nbs2i-demo"
 
 
-def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("NBS2I_DEBUG", "NBS2I_PASSWORD")}
-    return subprocess.run(
-        [sys.executable, "-m", "nbs2i", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, **env, "DOCKER_HOST": "tcp://127.0.0.1:1"},  # never reached
-        stdin=subprocess.DEVNULL,
-    )
+# -- signals ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_each_stop_signal_interrupts_and_handlers_come_back(signum: int) -> None:
+    before = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt), interrupts.interrupting():
+        os.kill(os.getpid(), signum)
+        for _ in range(100):  # the handler runs between two bytecodes, at once
+            pass
+    assert signal.getsignal(signum) == before
+
+
+def test_a_signal_during_clean_up_waits_until_it_is_done() -> None:
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts.interrupting():
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("first removal")  # an interrupt here would leave things behind
+            os.kill(os.getpid(), signal.SIGHUP)
+            steps.append("second removal")
+        steps.append("never reached: the held-back signal is raised now")
+    assert steps == ["first removal", "second removal"]
+
+
+# -- the command line, before any engine call ------------------------------------
+
+UNREACHABLE = {"DOCKER_HOST": "tcp://127.0.0.1:1"}  # never reached
 
 
 @pytest.mark.parametrize(
@@ -278,14 +322,40 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_cli_usage_errors_before_any_engine_call(args: list[str], message: str) -> None:
-    result = _cli("run", "some/image", *args)
-    assert result.returncode == 2, result.stderr
+    result = nbs2i("run", "some/image", *args, env=UNREACHABLE, timeout=60)
+    assert result.code == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--uid", "99999999999"], "UID 99999999999 is out of range"),
+        (["--uid", "0"], "refusing to run as UID 0"),
+        (["--volume", "/"], "/ is a system directory, not a workspace"),
+        (["--volume", "/etc"], "/etc is a system directory, not a workspace"),
+        (["--name", "bad name"], "bad container name 'bad name'"),
+        (["--env", "HOME=/x"], "--env HOME is set by nbs2i run"),
+    ],
+)
+def test_cli_bad_values_are_one_line_before_any_engine_call(args: list[str], message: str) -> None:
+    result = nbs2i("run", "some/image", *args, env=UNREACHABLE, timeout=60)
+    assert result.code == 1
+    assert message in result.error_line
+    assert "engine" not in result.stderr and "chgrp" not in result.stderr
+
+
+def test_cli_stop_refuses_a_bad_name_before_stopping_any() -> None:
+    result = nbs2i("stop", "fine-name", "bad name", env=UNREACHABLE, timeout=60)
+    assert result.code == 1
+    assert "bad container name 'bad name'" in result.error_line
+    assert "engine" not in result.stderr
+
+
 def test_cli_run_help_names_the_defaults() -> None:
-    result = _cli("run", "--help")
-    assert result.returncode == 0
-    for text in ("--volume", "--detach", "--uid", "1000000000-1000999999", "127.0.0.1"):
-        assert text in result.stdout
+    result = nbs2i("run", "--help", env=UNREACHABLE, timeout=60)
+    assert result.code == 0
+    uid_range = f"{restricted.UID_MIN}-{restricted.UID_MAX}"
+    for text in ("--volume", "--detach", "--uid", uid_range, "127.0.0.1", "[default: 8888"):
+        assert text in " ".join(result.stdout.split()), text

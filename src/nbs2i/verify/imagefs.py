@@ -2,8 +2,9 @@
 
 A container is created from the image but never started, the engine streams
 its root filesystem as a tar, and we read the headers as they pass: modes,
-owners, set-id bits, symlinks, package caches, plus the text of a few small
-files we ask for (e.g. /etc/passwd). Nothing runs as root, nothing runs at all.
+owners, set-id bits, world-writable entries, symlinks, package caches, plus
+the text of a few small files we ask for (e.g. /etc/passwd). Nothing runs as
+root, nothing runs at all.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from nbs2i.engine import Engine
+from nbs2i.engine import ContainerSpec, Docker
 
 # Files bigger than this are never read into memory, whatever was asked.
 MAX_TEXT_BYTES = 1 << 20
 # A chain of symlinks longer than this is treated as broken (loops exist).
 MAX_SYMLINK_HOPS = 20
 # Never started; the name only makes the intent obvious in `docker ps -a`.
-NOT_STARTED = ["/nbs2i-verify-never-started"]
+NOT_STARTED = ("/nbs2i-verify-never-started",)
+# Where anyone may write by design (scratch space), or what the engine mounts
+# over at run time anyway: world-writable entries there are not findings.
+SCRATCH = ("/tmp", "/var/tmp", "/dev", "/proc", "/sys", "/run/lock", "/var/lock")
+STICKY = 0o1000
+WORLD_WRITE = 0o002
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class FileFacts:
     caches: tuple[CacheArea, ...]
     texts: Mapping[str, str] = field(default_factory=dict)
     scanned: int = 0
+    world_writable: tuple[Entry, ...] = ()
 
     def lookup(self, path: str) -> Entry | None:
         """The entry at path, following symlinks in any component (bounded:
@@ -92,18 +99,31 @@ _CACHE_AREAS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("apt lists", "/var/lib/apt/lists", frozenset({"lock"})),
     ("apt archives", "/var/cache/apt", frozenset({"lock"})),
 )
+_PIP_CACHE = "/.cache/pip/"
 
 
-def _cache_area(entry: Entry) -> tuple[str, str] | None:
+def cache_area(entry: Entry) -> tuple[str, str] | None:
+    """(name, directory) of the package cache a file belongs to, if any."""
     if entry.kind != "file":
         return None
     for name, where, ignored in _CACHE_AREAS:
         if entry.path.startswith(where + "/") and posixpath.basename(entry.path) not in ignored:
             return name, where
-    marker = "/.cache/pip/"
-    if marker in entry.path:
-        return "pip cache", entry.path[: entry.path.index(marker) + len(marker) - 1]
+    if _PIP_CACHE in entry.path:
+        return "pip cache", entry.path[: entry.path.index(_PIP_CACHE) + len(_PIP_CACHE) - 1]
     return None
+
+
+def is_world_writable(entry: Entry) -> bool:
+    """Anyone may change it, and it is not scratch space: a finding.
+
+    A symlink's mode means nothing; a world-writable directory with the sticky
+    bit is a /tmp-like place by design (only owners may delete or rename)."""
+    if entry.kind in ("symlink", "hardlink") or not entry.mode & WORLD_WRITE:
+        return False
+    if entry.kind == "dir" and entry.mode & STICKY:
+        return False
+    return not any(entry.path == d or entry.path.startswith(d + "/") for d in SCRATCH)
 
 
 def _kind(member: tarfile.TarInfo) -> str:
@@ -140,44 +160,69 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
+class _Scan:
+    """What one pass over the tar collects."""
+
+    def __init__(self, want: Iterable[str], read: Iterable[str]) -> None:
+        self.to_read = {normalise(p) for p in read}
+        self.wanted = {normalise(p) for p in want} | self.to_read
+        self.entries: dict[str, Entry] = {}
+        self.setid: list[Entry] = []
+        self.world_writable: list[Entry] = []
+        self.caches: dict[tuple[str, str], list[int]] = {}
+        self.texts: dict[str, str] = {}
+        self.scanned = 0
+
+    def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        self.scanned += 1
+        path = normalise(member.name)
+        kind = _kind(member)
+        entry = Entry(path, kind, member.mode & 0o7777, member.uid, member.gid, member.linkname)
+        if kind in ("dir", "symlink") or path in self.wanted:
+            self.entries[path] = entry
+        if kind in ("file", "hardlink") and entry.setid:
+            self.setid.append(entry)
+        if is_world_writable(entry):
+            self.world_writable.append(entry)
+        area = cache_area(entry)
+        if area is not None:
+            tally = self.caches.setdefault(area, [0, 0])
+            tally[0] += 1
+            tally[1] += member.size
+        if path in self.to_read and kind == "file" and member.size <= MAX_TEXT_BYTES:
+            handle = archive.extractfile(member)
+            if handle is not None:
+                self.texts[path] = handle.read().decode("utf-8", "replace")
+
+    def facts(self) -> FileFacts:
+        areas = tuple(
+            CacheArea(name, where, n, size) for (name, where), (n, size) in self.caches.items()
+        )
+        return FileFacts(
+            self.entries,
+            tuple(self.setid),
+            areas,
+            self.texts,
+            self.scanned,
+            tuple(self.world_writable),
+        )
+
+
 def scan_tar(
     chunks: Iterable[bytes], *, want: Iterable[str] = (), read: Iterable[str] = ()
 ) -> FileFacts:
     """Scan a tar stream once. `want`: paths whose entries to keep (directories
     and symlinks are always kept); `read`: small files whose text to keep."""
-    wanted = {normalise(p) for p in want} | {normalise(p) for p in read}
-    to_read = {normalise(p) for p in read}
-    entries: dict[str, Entry] = {}
-    setid: list[Entry] = []
-    caches: dict[tuple[str, str], list[int]] = {}
-    texts: dict[str, str] = {}
-    scanned = 0
+    scan = _Scan(want, read)
     stream = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
     with tarfile.open(fileobj=stream, mode="r|") as archive:
         for member in archive:
-            scanned += 1
-            path = normalise(member.name)
-            kind = _kind(member)
-            entry = Entry(path, kind, member.mode & 0o7777, member.uid, member.gid, member.linkname)
-            if kind in ("dir", "symlink") or path in wanted:
-                entries[path] = entry
-            if kind in ("file", "hardlink") and entry.setid:
-                setid.append(entry)
-            area = _cache_area(entry)
-            if area is not None:
-                tally = caches.setdefault(area, [0, 0])
-                tally[0] += 1
-                tally[1] += member.size
-            if path in to_read and kind == "file" and member.size <= MAX_TEXT_BYTES:
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    texts[path] = handle.read().decode("utf-8", "replace")
-    areas = tuple(CacheArea(name, where, n, size) for (name, where), (n, size) in caches.items())
-    return FileFacts(entries, tuple(setid), areas, texts, scanned)
+            scan.add(member, archive)
+    return scan.facts()
 
 
 def read_image_files(
-    engine: Engine,
+    engine: Docker,
     image: str,
     *,
     want: Iterable[str] = (),
@@ -185,13 +230,14 @@ def read_image_files(
     labels: Mapping[str, str] | None = None,
 ) -> FileFacts:
     """Scan an image's filesystem through a created, never started container."""
-    cid = engine.create_container(
-        image,
+    spec = ContainerSpec(
+        image=image,
         entrypoint=NOT_STARTED,
-        command=[],
-        network_disabled=True,
+        command=(),
         labels=dict(labels or {}),
+        network="none",
     )
+    cid = engine.create_container(spec)
     try:
         return scan_tar(engine.get_archive(cid, "/"), want=want, read=read)
     finally:

@@ -3,10 +3,16 @@
 Every check has a stable id (CI dashboards and users key on it, so an id is
 never renamed or reused), a title, a category and whether it is required. A
 required check that finds a problem fails; an advisory one only warns.
+
+The runtime checks run once per runtime setup (see `runtime.SETUPS`); each
+run gives a `Part`, and `combine` makes the one result a report shows: the
+worst part decides, and the evidence names every run, so the verdict and the
+evidence never disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -18,6 +24,10 @@ class Status(StrEnum):
     SKIP = "skip"
 
 
+# Worst first: what decides a check seen in several runs.
+SEVERITY = (Status.FAIL, Status.WARN, Status.PASS, Status.SKIP)
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     id: str
@@ -27,21 +37,32 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class Part:
+    """What one runtime setup showed for one check."""
+
+    setup: str  # how the image was started, e.g. "no volume"
+    status: Status
+    evidence: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class CheckResult:
     id: str
     title: str
     category: str
     status: Status
-    evidence: str  # one line: what the check saw
+    evidence: str  # one printable line: what the check saw
     required: bool = True
     seconds: float = 0.0
+    parts: tuple[Part, ...] = ()  # one per runtime setup; () for the static checks
 
 
 # In the order they are reported. Ids are kebab-case and stable.
 CATALOGUE: tuple[CheckSpec, ...] = (
     CheckSpec("user-numeric", "USER is numeric", "metadata"),
     CheckSpec("user-not-root", "USER is not root", "metadata"),
-    CheckSpec("init-pid1", "ENTRYPOINT/CMD in exec form with an init as PID 1", "metadata"),
+    CheckSpec("init-pid1", "an init as PID 1, the server in exec form", "metadata"),
     CheckSpec("ports-unprivileged", "no exposed port below 1024", "metadata"),
     CheckSpec("env-no-secrets", "no secret-looking values in ENV", "metadata"),
     CheckSpec("s2i-builder", "S2I labels and scripts", "metadata"),
@@ -49,6 +70,7 @@ CATALOGUE: tuple[CheckSpec, ...] = (
     CheckSpec(
         "passwd-not-writable", "/etc/passwd and /etc/group not group/world-writable", "files"
     ),
+    CheckSpec("no-world-writable", "nothing world-writable outside /tmp-like places", "files"),
     CheckSpec("home-group-writable", "HOME and workspace: group 0 with group write", "files"),
     CheckSpec("no-package-caches", "no package caches left (apt lists, pip cache)", "files", False),
     CheckSpec("starts", "starts and answers HTTP 2xx/3xx", "runtime"),
@@ -60,17 +82,54 @@ CATALOGUE: tuple[CheckSpec, ...] = (
     CheckSpec("sigterm", "SIGTERM stops it within 10 s", "runtime"),
 )
 SPECS: dict[str, CheckSpec] = {spec.id: spec for spec in CATALOGUE}
+RUNTIME_IDS: tuple[str, ...] = tuple(s.id for s in CATALOGUE if s.category == "runtime")
 
 
-def result(check_id: str, status: Status, evidence: str, seconds: float = 0.0) -> CheckResult:
+def one_line(text: str) -> str:
+    """Text as one printable line. Whitespace runs become one space; any other
+    control character (a terminal escape or a NUL that an image printed) is
+    shown escaped, so a terminal, JSON and XML 1.0 can all carry it."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+        for ch in " ".join(text.split())
+    )
+
+
+def result(
+    check_id: str,
+    status: Status,
+    evidence: str,
+    seconds: float = 0.0,
+    parts: tuple[Part, ...] = (),
+) -> CheckResult:
     """A result for a catalogued check; an advisory check's failure is a warning."""
     spec = SPECS[check_id]
     if status is Status.FAIL and not spec.required:
         status = Status.WARN
-    line = " ".join(evidence.split())  # always one line
     return CheckResult(
-        spec.id, spec.title, spec.category, status, line, spec.required, round(seconds, 3)
+        spec.id,
+        spec.title,
+        spec.category,
+        status,
+        one_line(evidence),
+        spec.required,
+        round(seconds, 3),
+        parts,
     )
+
+
+def combine(check_id: str, parts: Sequence[Part]) -> CheckResult:
+    """One result for a check seen in several runs: the worst status of the
+    runs that got to it decides (skip only when all skipped), and the
+    evidence names each run."""
+    ran = [p for p in parts if p.status is not Status.SKIP] or list(parts)
+    status = min((p.status for p in ran), key=SEVERITY.index)
+    if len({(p.status, p.evidence) for p in parts}) == 1:
+        evidence = f"{' and '.join(p.setup for p in parts)}: {parts[0].evidence}"
+    else:
+        evidence = " | ".join(f"{p.setup}: {p.evidence}" for p in parts)
+    clean = tuple(Part(p.setup, p.status, one_line(p.evidence), p.seconds) for p in parts)
+    return result(check_id, status, evidence, sum(p.seconds for p in parts), clean)
 
 
 @dataclass(frozen=True)
@@ -80,6 +139,7 @@ class VerifyReport:
     uid: int | None  # the UID the runtime checks ran as; None without them
     checks: tuple[CheckResult, ...]
     seconds: float
+    setups: tuple[str, ...] = ()  # the runtime setups, in the order they ran
 
     @property
     def failed(self) -> tuple[CheckResult, ...]:
