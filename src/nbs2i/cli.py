@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from nbs2i import __version__, defaults, interrupts, restricted, run, verify
+from nbs2i import __version__, defaults, interrupts, restricted
 from nbs2i.errors import Nbs2iError
 from nbs2i.progress import Event, Reporter
-from nbs2i.verify.report import DEFAULT_FORMAT, FORMATS, render
 
 if TYPE_CHECKING:
     from nbs2i.engine import Engine
@@ -114,7 +113,7 @@ def _password() -> str:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=run.DEFAULT_PORT,
+    default=defaults.RUN_PORT,
     show_default=True,
     help=f"Host port, published on {restricted.LOOPBACK} only (0: any free port).",
 )
@@ -160,7 +159,7 @@ def _password() -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=run.DEFAULT_TIMEOUT,
+    default=defaults.RUN_TIMEOUT,
     show_default=True,
     help="Seconds to wait for the server to answer.",
 )
@@ -186,6 +185,8 @@ def run_cmd(
     the port on 127.0.0.1 only. Ctrl-C (or SIGTERM, SIGHUP) stops and removes
     the server.
     """
+    from nbs2i import run
+
     request = run.RunRequest(
         image=image,
         port=port,
@@ -234,6 +235,8 @@ def stop_cmd(names: tuple[str, ...]) -> None:
     """Stop and remove servers that `nbs2i run` started (named volumes are kept).
 
     Each NAME is handled; the exit code is non-zero when any of them failed."""
+    from nbs2i import run
+
     run.check_names(names)  # a typo stops nothing, and fails before the engine is asked
     with connect() as engine:
         outcomes = run.stop_all(engine, names)
@@ -403,15 +406,15 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 @click.option(
     "--timeout",
     type=float,
-    default=verify.START_TIMEOUT,
+    default=defaults.VERIFY_TIMEOUT,
     show_default=True,
     help="Seconds it gets to answer, in each runtime setup.",
 )
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
-    default=DEFAULT_FORMAT,
+    type=click.Choice(defaults.VERIFY_FORMATS),
+    default=defaults.VERIFY_FORMAT,
     show_default=True,
     help="Output on stdout.",
 )
@@ -420,6 +423,9 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 def verify_cmd(image: str, **opts: Any) -> None:
     """Check that IMAGE is ready for a restricted platform: exit 0 when no
     check fails, 1 when one does, 2 when IMAGE cannot be examined."""
+    from nbs2i import verify
+    from nbs2i.verify.report import render
+
     options = verify.VerifyOptions(
         uid=_uid(opts["uid"]),
         runtime=not opts["no_runtime"],

@@ -29,3 +29,10 @@ VARIANTS = ("minimal", "scipy", "r", "datascience")
 VARIANT = "minimal"
 JUPYTERHUB_MAJORS = ("6", "5")
 JUPYTERHUB_MAJOR = "6"
+
+# nbs2i run and nbs2i verify
+RUN_PORT = 8888  # on the host's loopback
+RUN_TIMEOUT = 60.0  # seconds for the server to answer
+VERIFY_TIMEOUT = 60.0
+VERIFY_FORMATS = ("table", "json", "junit")
+VERIFY_FORMAT = "table"

@@ -12,15 +12,18 @@ else spells these flags.
 
 from __future__ import annotations
 
-import http.client
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageConfig, Mount, PortBinding
 from nbs2i.errors import SecurityError, UsageError
+
+if TYPE_CHECKING:
+    # The command line reads this module's values for its help; the engine's
+    # types (and http.client) are loaded only when a container is made or probed.
+    from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageConfig, Mount
 
 # OpenShift gives each namespace a block of 10,000 UIDs from this range
 # (e.g. 1000680000-1000689999) and runs the pod as one of them, with GID 0.
@@ -111,6 +114,8 @@ def container_spec(
     network: str = "",
 ) -> ContainerSpec:
     """An image started the way a restricted platform starts it."""
+    from nbs2i.engine import ContainerSpec, PortBinding
+
     return ContainerSpec(
         image=image,
         user=f"{uid}:{GID}",
@@ -129,12 +134,16 @@ def container_spec(
 
 def home_volume(name: str) -> Mount:
     """The student's volume on HOME."""
+    from nbs2i.engine import Mount
+
     return Mount(name, HOME)
 
 
 def empty_volume(name: str, target: str) -> Mount:
     """A volume created with EMPTY_VOLUME_OPTIONS, mounted on target without
     the copy of the image's files that the engine would otherwise put in it."""
+    from nbs2i.engine import Mount
+
     return Mount(name, target, nocopy=True)
 
 
@@ -216,6 +225,8 @@ def http_request(
 ) -> HttpAnswer:
     """One request to 127.0.0.1 (never a proxy, never another host), no redirects
     followed. Raises OSError or http.client.HTTPException when nothing answers."""
+    import http.client
+
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=dict(headers or {}))
@@ -228,6 +239,8 @@ def http_request(
 
 def http_status(port: int, path: str, headers: Mapping[str, str] | None = None) -> int | None:
     """The status of a GET, or None when nothing answers (yet)."""
+    import http.client
+
     try:
         return http_request(port, path, headers=headers).status
     except (OSError, http.client.HTTPException):
@@ -256,6 +269,8 @@ def wait_ready(
 ) -> Readiness:
     """Poll path on the published port until `accept(status)`, the container
     exits, or the time is up; bounded in time and in count."""
+    import http.client
+
     started = time.monotonic()
     status: int | None = None
     error = "no answer"

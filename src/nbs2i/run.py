@@ -36,15 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nbs2i import interrupts, labels, restricted
+from nbs2i import defaults, interrupts, labels, restricted
 from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageInfo, Leftovers, Mount
 from nbs2i.errors import EngineError, Nbs2iError, NotFound, RunError, SecurityError, UsageError
 from nbs2i.progress import Event, Reporter, lines, silent
 
 # The host port on 127.0.0.1 (the server's own port, so URLs look familiar).
-DEFAULT_PORT = restricted.SERVER_PORT
+DEFAULT_PORT = defaults.RUN_PORT
 # Seconds to wait for the server's API.
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = defaults.RUN_TIMEOUT
 LOG_TAIL = 20
 TOKEN_BYTES = 24
 NONCE_BYTES = 16

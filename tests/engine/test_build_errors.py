@@ -13,9 +13,9 @@ from nbs2i.engine import Engine
 from tests.support.builds import SAMPLES
 from tests.support.cli import fails
 from tests.support.gitrepo import make_repo, one_notebook
+from tests.support.images import derived
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import label_args, tag
-from tests.support.images import derived
 from tests.support.tracker import Tracker
 
 LABEL_ARGS = label_args("--container-label")

@@ -31,10 +31,10 @@ import pytest
 from nbs2i import restricted
 from nbs2i.builder import CA_BUNDLE_MARKER, CA_BUNDLE_NAME
 from nbs2i.engine import ContainerSpec, Engine, Mount
+from tests.support.inside import find_in_layers
 from tests.support.jupyter import Api
 from tests.support.poll import until
 from tests.support.session import LABELS, tag
-from tests.support.inside import find_in_layers
 from tests.support.tracker import Tracker
 
 TOKEN = "nbs2i-test-token-" + uuid.uuid4().hex[:8]
@@ -158,7 +158,7 @@ def names_ok(probe: dict[str, Any], uid: int) -> None:
 def test_image_metadata(engine: Engine, builder_image: str) -> None:
     config = engine.inspect_image(builder_image).config
     assert config.user == "1001"
-    assert config.entrypoint == ("tini", "-g", "--")
+    assert config.entrypoint == ("tini", "-g", "--", "/usr/libexec/s2i/entrypoint")
     assert config.cmd == (RUN_SCRIPT,)
     assert config.exposed_ports == ("8888/tcp",)
     assert config.healthcheck is not None
@@ -166,7 +166,8 @@ def test_image_metadata(engine: Engine, builder_image: str) -> None:
     assert health[0] == "CMD" and "/usr/libexec/s2i/healthcheck" in health
     labels = config.labels
     assert labels["io.openshift.s2i.scripts-url"] == "image:///usr/libexec/s2i"
-    assert labels["io.openshift.s2i.destination"] == "/tmp"
+    # Not /tmp: the tmpfs of a restricted pod would hide an uploaded run script.
+    assert labels["io.openshift.s2i.destination"] == "/opt/app-root/s2i"
     assert labels["io.openshift.expose-services"] == "8888:http"
     assert labels["io.openshift.tags"] == "builder,jupyter,python"
     assert labels["io.k8s.description"] and labels["io.k8s.display-name"]
@@ -181,14 +182,16 @@ def test_image_metadata(engine: Engine, builder_image: str) -> None:
 
 def test_no_chmod_or_chown_only_layer(engine: Engine, builder_image: str) -> None:
     only_perms = re.compile(r"^(set -eu|chmod|chown|chgrp|true|:)\b")
+    # A RUN step reads "/bin/sh -c ...", after "|N ARG=value ..." when build
+    # arguments are declared before it.
     shell_steps = [
-        entry.created_by
+        entry.created_by.split("/bin/sh -c ", 1)[1]
         for entry in engine.history(builder_image)
-        if "#(nop)" not in entry.created_by and entry.created_by.startswith("/bin/sh -c")
+        if "#(nop)" not in entry.created_by and "/bin/sh -c " in entry.created_by
     ]
     assert shell_steps, "no RUN step in the history"
     for created in shell_steps:
-        steps = [s.strip() for s in re.split(r";|&&", created[len("/bin/sh -c") :]) if s.strip()]
+        steps = [s.strip() for s in re.split(r";|&&", created) if s.strip()]
         assert not all(only_perms.match(s) for s in steps), f"permission-only layer: {created}"
 
 
@@ -466,18 +469,21 @@ def test_jupyterhub_singleuser_with_healthcheck(
     cmdlines = sh(engine, cid, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
     assert re.search(r"jupyterhub-singleuser", cmdlines), cmdlines
     assert "jupyter-lab" not in cmdlines and "jupyter lab" not in cmdlines
-    assert engine.exec(cid, ["python3", "/usr/libexec/s2i/healthcheck"]).exit_code == 0
+    assert engine.exec(cid, ["/usr/libexec/s2i/healthcheck"]).exit_code == 0
 
 
 def test_healthcheck_follows_base_url(engine: Engine, track: Tracker, builder_image: str) -> None:
-    """The HEALTHCHECK asks the API at the server's base URL, and the engine
-    marks the container healthy; asked at the wrong URL, it says unhealthy."""
+    """The HEALTHCHECK asks the API where the server really listens (its
+    runtime file), and the engine marks the container healthy; asked at the
+    wrong URL (no runtime file, a wrong base URL), it says unhealthy."""
     cid = create(engine, track, spec(builder_image, env={"JUPYTER_BASE_URL": "/course/"}))
     engine.start(cid)
     wait_ready(engine, cid, "/course/api")
-    assert engine.exec(cid, ["python3", "/usr/libexec/s2i/healthcheck"]).exit_code == 0
+    assert engine.exec(cid, ["/usr/libexec/s2i/healthcheck"]).exit_code == 0
     wrong = engine.exec(
-        cid, ["env", "JUPYTER_BASE_URL=/", "python3", "/usr/libexec/s2i/healthcheck"]
+        cid,
+        ["/usr/libexec/s2i/healthcheck"],
+        env={"JUPYTER_RUNTIME_DIR": "/nonexistent", "JUPYTER_BASE_URL": "/"},
     )
     assert wrong.exit_code == 1
     until(
@@ -750,7 +756,12 @@ def test_cli_builder_build_streams_progress_and_tags(
 def test_prehashed_password_never_enters_the_container(
     engine: Engine, track: Tracker, builder_image: str
 ) -> None:
-    make_hash = ("python3", "-c", "from jupyter_server.auth import passwd; print(passwd('pw-1'))")
+    # The server environment has jupyter_server; the kernel environment (first on PATH) need not.
+    make_hash = (
+        "/opt/jupyter/bin/python",
+        "-c",
+        "from jupyter_server.auth import passwd; print(passwd('pw-1'))",
+    )
     output = run_to_end(engine, track, plain(builder_image, make_hash), 60)
     found = re.search(r"^argon2:\S+$", output, re.MULTILINE)
     assert found, output
@@ -764,3 +775,26 @@ def test_prehashed_password_never_enters_the_container(
     bad = create(engine, track, spec(builder_image, env={"JUPYTER_PASSWORD_HASH": "pw-1"}))
     engine.start(bad)
     assert engine.wait(bad, timeout=30) == 2
+
+
+def test_the_labels_nbs2i_writes_layers_by_are_true(
+    engine: Engine, track: Tracker, builder_image: str
+) -> None:
+    """nbs2i writes the notebook layer itself only because the builder declares
+    its assemble script and the directories above the notebooks: both must be
+    exactly what the image holds."""
+    from nbs2i import builder as nbs2i_builder
+    from nbs2i import labels
+    from nbs2i.build.plan import notebook_dirs
+
+    config = engine.inspect_image(builder_image).config
+    assert config.labels[labels.ASSEMBLE_DIGEST] == nbs2i_builder.shipped_assemble_digest()
+    dirs = notebook_dirs(config.labels[labels.NOTEBOOK_DIRS], config.env["NOTEBOOK_DIR"])
+    assert dirs is not None
+    cid = create(engine, track, plain(builder_image, ("sleep", "60")))
+    engine.start(cid)
+    paths = " ".join("/" + d.name for d in dirs)
+    real = sh(engine, cid, f"stat -c '%u:%g %a' {paths}").split("\n")
+    assert real[: len(dirs)] == [f"{d.uid}:{d.gid} {d.mode:o}" for d in dirs]
+    digest = sh(engine, cid, "sha256sum /usr/libexec/s2i/assemble").split()[0]
+    assert digest == config.labels[labels.ASSEMBLE_DIGEST]

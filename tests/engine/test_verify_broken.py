@@ -140,4 +140,3 @@ def test_fails_exactly_the_aimed_checks(
         home = report.get("home-writable").evidence
         assert home.startswith("no volume: the server died writing under HOME /home/jovyan")
         assert "Read-only file system: '/home/jovyan/.local'" in home
-

@@ -1,6 +1,7 @@
 """Images the tests build for themselves: a few Dockerfile lines on a base, a
-directory with a Dockerfile, or a directory of notebooks through nbs2i's real build. The caller tracks the
-tag (and removes it); the session's labels go on each image."""
+directory with a Dockerfile, or a directory of notebooks through nbs2i's real
+build. The caller tracks the tag (and removes it); the session's labels go on
+each image."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def test_default_tags_are_version_and_latest() -> None:
 def test_s2i_dir_is_found_in_the_source_tree() -> None:
     found = builder.s2i_dir()
     assert (found / "Dockerfile").is_file()
-    assert (found / "requirements.lock").is_file()
+    assert (found / "locks" / "kernel.lock").is_file()
     assert (found / "bin" / "assemble").is_file()
 
 
@@ -64,7 +64,7 @@ def _members(context: bytes) -> dict[str, tarfile.TarInfo]:
 
 def test_context_holds_s2i_with_fixed_modes_and_no_bundle_by_default() -> None:
     members = _members(builder.build_context(builder.s2i_dir()))
-    assert {"Dockerfile", "requirements.lock", "bin/run", "bin/assemble"} <= set(members)
+    assert {"Dockerfile", "locks/kernel.lock", "bin/run", "bin/assemble"} <= set(members)
     assert members["bin/run"].mode == 0o755 and members["bin/save-artifacts"].mode == 0o755
     assert members["Dockerfile"].mode == 0o644
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())

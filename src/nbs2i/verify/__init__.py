@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from nbs2i import interrupts, labels, restricted
+from nbs2i import defaults, interrupts, labels, restricted
 from nbs2i.engine import Docker, ImageConfig, ImageInfo, Leftovers
 from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError, UsageError
 from nbs2i.progress import Event, Reporter, silent
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # Seconds a server gets to answer, in each runtime setup.
-START_TIMEOUT = 60.0
+START_TIMEOUT = defaults.VERIFY_TIMEOUT
 # How long an interrupted run waits for the filesystem scan to let go.
 SCAN_GRACE = 30.0
 

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
+from nbs2i import defaults
 from nbs2i.verify.checks import CheckResult, Status, VerifyReport, one_line
 
 _MARK = {Status.PASS: "PASS", Status.FAIL: "FAIL", Status.WARN: "WARN", Status.SKIP: "skip"}
@@ -128,14 +129,12 @@ def as_junit(report: VerifyReport) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
 
-RENDERERS: dict[str, Callable[[VerifyReport], str]] = {
-    "table": as_table,
-    "json": as_json,
-    "junit": as_junit,
-}
-# The --format choices, defined once: the CLI offers exactly these.
-FORMATS = tuple(RENDERERS)
-DEFAULT_FORMAT = "table"
+# The --format choices (defined once, in nbs2i.defaults) and their renderers.
+FORMATS = defaults.VERIFY_FORMATS
+DEFAULT_FORMAT = defaults.VERIFY_FORMAT
+RENDERERS: dict[str, Callable[[VerifyReport], str]] = dict(
+    zip(FORMATS, (as_table, as_json, as_junit), strict=True)
+)
 
 
 def render(report: VerifyReport, fmt: str = DEFAULT_FORMAT) -> str:
