@@ -79,7 +79,9 @@ def test_shell_form_cmd_under_tini_g_is_a_warning_that_agrees_with_the_runtime(
     assert report.ok, not_passed(report)
     init = report.get("init-pid1")
     assert init.status is Status.WARN, init.evidence
-    assert "tini -g -- /bin/sh -c /usr/libexec/s2i/run" in init.evidence
+    assert "tini -g -- /usr/libexec/s2i/entrypoint /bin/sh -c /usr/libexec/s2i/run" in (
+        init.evidence
+    )
     assert report.get("reaps-orphans").status is Status.PASS
     assert report.get("sigterm").status is Status.PASS
 
@@ -163,12 +165,12 @@ def test_a_signal_removes_everything(engine: Engine, builder_image: str, signum:
     running = Running("verify", builder_image, *label_args(), "--label", selector)
     try:
         # Wait (bounded) until the runtime container is up, then signal.
-        running = until(
+        started = until(
             lambda: [c for c in engine.containers(labels=[selector]) if c.running],
             timeout=90,
             what="verify's runtime container running",
         )
-        assert all(c.labels.get(labels.ROLE) == labels.ROLE_VERIFY for c in running)
+        assert all(c.labels.get(labels.ROLE) == labels.ROLE_VERIFY for c in started)
         result = interrupt(running, signum)
     finally:
         running.finish(timeout=30)

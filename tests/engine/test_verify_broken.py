@@ -76,17 +76,19 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
         "USER 0\nRUN : > /etc/pip.conf && chmod 0666 /etc/pip.conf\nUSER 1001",
         frozenset({"no-world-writable"}),
     ),
-    # An empty token (and no password): the server lets anyone in.
+    # An empty token (and no password), in the server environment's own
+    # configuration: the server lets anyone in.
     "auth-off": (
-        "USER 0\nRUN printf 'c.IdentityProvider.token = \"\"\\n' "
-        "> /opt/app-root/venv/etc/jupyter/jupyter_server_config.py\nUSER 1001",
+        "USER 0\nRUN mkdir -p /opt/jupyter/etc/jupyter && printf 'c.IdentityProvider.token = \"\"\\n' "
+        "> /opt/jupyter/etc/jupyter/jupyter_server_config.py\nUSER 1001",
         frozenset({"api-auth"}),
     ),
     # No nss_wrapper, so a random UID has no name.
     "no-user-name": ('ENV LD_PRELOAD=""', frozenset({"user-named"})),
     # A server whose files are not group-writable.
     "umask-022": (
-        "USER 0\nRUN sed -i 's/^umask 0002$/umask 0022/' /usr/libexec/s2i/run\nUSER 1001",
+        "USER 0\nRUN sed -i 's/umask 0002$/umask 0022/' /usr/libexec/s2i/run /usr/libexec/s2i/profile"
+        "\nUSER 1001",
         frozenset({"file-group-writable"}),
     ),
     "ignores-sigterm": (

@@ -1,0 +1,239 @@
+"""The S2I build: from a source to a tagged image.
+
+1. Check the request: every input that can be wrong is refused before
+   anything slow happens.
+2. The builder: present, pulled, or (nbs2i's default builder) built on first
+   use, as `--pull-policy` says.
+3. The source: cloned or taken as it is on disk; its scripts, environment and
+   dependency files read, each through `read_control_file`.
+4. The plan (`plan.py`, pure): who assembles, the dependency layer, whether
+   nbs2i writes the notebook layer itself or a container runs assemble, the
+   image's labels and config.
+5. The dependency layer: reused when its key is in the engine, else made
+   (Debian packages as root by a fixed command, then assemble's deps phase).
+6. The notebooks: nbs2i writes the layer and loads it (`layer.py`), or a
+   container runs assemble and is committed (`assemble.py`), with `--inject`
+   volumes and `--incremental` artifacts. Should an engine refuse the written
+   image, the container path takes over, with a line saying why.
+7. The tag moves to the new image; the one it replaced is removed when nothing
+   else uses it (`tagging.py`).
+8. `--push`: to the registry the tag names, with the usual Docker credentials.
+
+Everything a build creates in the engine is removed in a `finally`: after
+success, failure, Ctrl-C, SIGTERM and SIGHUP.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import suppress
+from dataclasses import replace
+
+from nbs2i import registry
+from nbs2i.build import assemble, deps, layer, plan, request, tagging
+from nbs2i.build.plan import BuildPlan, Facts
+from nbs2i.build.request import BuildRequest, BuildResult, Injection
+from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
+from nbs2i.engine import Docker, Leftovers
+from nbs2i.errors import BuildError, EngineError
+from nbs2i.image import image_config
+from nbs2i.progress import Event, Reporter, silent
+from nbs2i.prune import find_orphans
+from nbs2i.scripts import build_environment, resolve_scripts
+from nbs2i.source import Source, open_source, redact
+
+__all__ = ["BuildRequest", "BuildResult", "Injection", "build", "default_builder"]
+
+
+def default_builder() -> str:
+    """nbs2i/builder:<version>, as `nbs2i builder build` tags it."""
+    return default_tags()[0]
+
+
+def build(engine: Docker, req: BuildRequest, reporter: Reporter = silent) -> BuildResult:
+    """Build `req.source` into `req.tag`; see the module docstring. Raises
+    Nbs2iError subclasses."""
+    started = time.monotonic()
+    request.check(req)
+    _mention_leftovers(engine, reporter)
+    builder = req.builder or default_builder()
+    reporter(Event("step", f"Checking builder {builder}"))
+    info = ensure_builder(
+        engine, builder, req.pull_policy, is_default=not req.builder, report=reporter
+    )
+    reporter(Event("step", f"Fetching source {redact(req.source)}"))
+    with open_source(req.source, ref=req.ref, context_dir=req.context_dir) as source:
+        facts = read_source(req, source, info.config.labels)
+        the_plan = plan.plan(req, builder, info, facts, shipped_assemble_digest())
+        leftovers = Leftovers(engine)
+        try:
+            return _execute(engine, the_plan, source, leftovers, reporter, started)
+        finally:
+            leftovers.remove_all()
+
+
+def read_source(req: BuildRequest, source: Source, builder_labels: dict[str, str]) -> Facts:
+    """Everything planning needs from the source (the only reads of it before the
+    tar streams)."""
+    from nbs2i.archive import check_source
+
+    check_source(source.root, req.excludes)
+    scripts = resolve_scripts(
+        scripts_url=req.scripts_url, source_root=source.root, image_labels=builder_labels
+    )
+    env = build_environment(source.root, req.env_files, dict(req.env))
+    return Facts(source, scripts, env, deps.find(source.root))
+
+
+def _execute(
+    engine: Docker,
+    the_plan: BuildPlan,
+    source: Source,
+    leftovers: Leftovers,
+    reporter: Reporter,
+    started: float,
+) -> BuildResult:
+    req = the_plan.request
+    containers = assemble.Containers(engine, the_plan, leftovers)
+    deps_tag, reused, made = _dependency_layer(containers, the_plan, source, reporter)
+    if the_plan.deps is not None and not deps_tag:
+        the_plan = containers.plan = _without_deps(the_plan)
+    image_id, method, used_artifacts = _notebooks(containers, the_plan, source, reporter)
+    pushed = ""
+    if req.push:
+        reporter(Event("step", f"Pushing {req.tag}"))
+        pushed = registry.push(engine, req.tag)
+    result = BuildResult(
+        tag=req.tag,
+        image_id=image_id,
+        builder=the_plan.builder,
+        labels=dict(the_plan.labels),
+        deps_image=deps_tag,
+        deps_reused=reused,
+        caches_made=made,
+        incremental=used_artifacts,
+        method=method,
+        pushed=pushed,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    data = {
+        "tag": req.tag,
+        "image": image_id,
+        "seconds": result.seconds,
+        "deps_image": deps_tag,
+        "deps_reused": reused,
+        "method": method,
+        **({"pushed": pushed} if pushed else {}),
+    }
+    as_pushed = f", pushed as {pushed}" if pushed else ""
+    took = f"{result.seconds:.1f}s"
+    reporter(Event("done", f"Built {req.tag} ({image_id[7:19]}) in {took}{as_pushed}", data))
+    return result
+
+
+def _dependency_layer(
+    containers: assemble.Containers, the_plan: BuildPlan, source: Source, reporter: Reporter
+) -> tuple[str, bool, tuple[str, ...]]:
+    """(the dependency layer's tag, whether it was reused, the cache images made);
+    ("", False, ...) without one."""
+    step = the_plan.deps
+    if step is None:
+        return "", False, ()
+    engine = containers.engine
+    if engine.image_exists(step.tag):
+        reporter(Event("step", f"Reusing the dependency layer {step.tag}"))
+        return step.tag, True, ()
+    names = ", ".join(rel for rel, _ in step.files)
+    reporter(Event("step", f"Installing {names} into {step.tag}"))
+    containers.inject(the_plan.request.ca_bundle)
+    made: tuple[str, ...] = ()
+    try:
+        if step.apt is not None and not engine.image_exists(step.apt.tag):
+            assemble.apt_layer(containers, step, reporter)
+            made = (step.apt.tag,)
+        assemble.deps_layer(containers, step, source, reporter)
+    except BuildError as exc:
+        # nbs2i's builder knows the deps phase: its failure is the user's to see.
+        # Another S2I builder may need the whole source: build in one step.
+        if step.builder_knows_phase or step.apt is not None:
+            raise
+        reporter(
+            Event(
+                "warning",
+                f"the dependency layer failed ({exc.problem}); this builder may not know "
+                f"{plan.PHASE_VAR}: building in one step (--no-dependency-layer skips the "
+                "attempt)",
+            )
+        )
+        return "", False, made
+    return step.tag, False, (*made, step.tag)
+
+
+def _without_deps(the_plan: BuildPlan) -> BuildPlan:
+    """The plan once the dependency layer fell back to one step: assemble runs on
+    the builder."""
+    config = image_config(
+        the_plan.builder_config,
+        cmd=(the_plan.run.path,),
+        env=the_plan.env,
+        extra=the_plan.labels,
+    )
+    return replace(
+        the_plan, deps=None, layer=None, why_assemble="the dependency layer failed", config=config
+    )
+
+
+def _notebooks(
+    containers: assemble.Containers, the_plan: BuildPlan, source: Source, reporter: Reporter
+) -> tuple[str, str, bool]:
+    """(image id, "layer" or "assemble", whether artifacts were used)."""
+    engine, req = containers.engine, the_plan.request
+    if the_plan.layer is not None:
+        reporter(
+            Event(
+                "step",
+                f"Writing the notebook layer into {the_plan.layer.notebook_dir} "
+                "(assemble would only move the files there; --always-assemble runs it)",
+            )
+        )
+        try:
+            image_id = tagging.replace(
+                engine, req.tag, lambda: layer.write_image(engine, the_plan, source)
+            )
+            return image_id, "layer", False
+        except layer.LoadRefused as exc:
+            reporter(
+                Event(
+                    "warning",
+                    f"the engine refused the image nbs2i wrote ({exc.problem}); "
+                    "running assemble instead",
+                )
+            )
+    previous = tagging.current(engine, req.tag) if req.incremental else ""
+    if not containers.mounts:
+        containers.inject(req.ca_bundle)
+    cid, used = assemble.assemble_image(containers, source, previous, reporter)
+    reporter(Event("step", f"Committing {req.tag}"))
+    image_id = tagging.replace(
+        engine, req.tag, lambda: engine.commit(cid, req.tag, the_plan.config, "nbs2i build")
+    )
+    return image_id, "assemble", used
+
+
+def _mention_leftovers(engine: Docker, reporter: Reporter) -> None:
+    """One line when earlier runs that died left things behind."""
+    with suppress(EngineError, OSError):
+        found = find_orphans(engine)
+        if found:
+            reporter(
+                Event(
+                    "warning",
+                    f"{len(found)} leftovers of interrupted nbs2i runs are in the engine or "
+                    "the temp directory; `nbs2i prune` removes them",
+                )
+            )
+
+
+def usage(engine: Docker, image: str, container_labels: dict[str, str] | None = None) -> str:
+    """The output of an image's usage script (`nbs2i usage`)."""
+    return assemble.run_usage(engine, image, container_labels or {})

@@ -1,0 +1,337 @@
+"""The container path: the S2I steps against the engine, as upstream s2i runs them.
+
+A container from the builder (or the dependency layer), ENTRYPOINT cleared,
+runs as the assemble user; the source is streamed into `<dest>/src` and
+uploaded scripts into `<dest>/scripts`; its output is streamed live; it is
+committed with the plan's config. The dependency layer is made the same way
+from the dependency files alone (`NBS2I_ASSEMBLE_PHASE=deps`), with Debian
+packages from apt.txt installed below it as root by a fixed command (never
+the repository's code).
+
+Injected files (`--inject`, `--ca-bundle`) live in volumes mounted read-only
+for the assemble run only, so no byte of them reaches a layer (upstream
+truncates them in place, leaving their names). Build-only variables (CA
+paths, the phase) are exported by the container's command, not set in its
+environment: the engine copies a container's environment into its commit.
+
+Every container and volume made here is registered with the caller's
+`Leftovers`, which removes them whatever happens.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+from nbs2i import ca, labels
+from nbs2i.archive import TarFile, files_tar, tar_stream
+from nbs2i.build.plan import PHASE_VAR, BuildPlan, DepsStep
+from nbs2i.build.request import Injection
+from nbs2i.engine import ContainerSpec, Docker, Leftovers, Mount
+from nbs2i.errors import BuildError, EngineError, Nbs2iError, NotFound
+from nbs2i.progress import Event, Reporter, lines
+from nbs2i.prune import owned_name
+from nbs2i.source import Source
+
+# Lines of a failed script's output shown above the error.
+TAIL_LINES = 20
+SAVE_ARTIFACTS_TIMEOUT = 600
+# Installs apt.txt's packages as root, then leaves no lists, caches or set-id
+# bits behind, as the builder itself does. The names arrive as arguments,
+# already checked to be Debian package names.
+APT_SCRIPT = """set -eu
+export DEBIAN_FRONTEND=noninteractive
+marker=$(mktemp)
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends -- "$@"
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log "$marker"
+find / -xdev -perm /6000 \\( -type f -o -type d \\) -exec chmod ug-s {} +
+"""
+
+
+class Containers:
+    """Creates the build's containers: one place for what they all share."""
+
+    def __init__(self, engine: Docker, plan: BuildPlan, leftovers: Leftovers) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.leftovers = leftovers
+        self.mounts: tuple[Mount, ...] = ()
+        self.mount_env: dict[str, str] = {}
+
+    def create(
+        self,
+        image: str,
+        script: str,
+        role: str,
+        *,
+        build_env: Mapping[str, str] | None = None,
+        mounts: bool = True,
+        user: str = "",
+    ) -> str:
+        env = {**(self.mount_env if mounts else {}), **(build_env or {})}
+        spec = ContainerSpec(
+            image=image,
+            command=tuple(_command(script, env)),
+            entrypoint=(),
+            user=user or self.plan.user,
+            env=dict(self.plan.env),
+            labels=self.labels_for(role),
+            name=owned_name(role),
+            mounts=self.mounts if mounts else (),
+            network=self.plan.request.network,
+        )
+        try:
+            return self.leftovers.container(self.engine.create_container(spec))
+        except EngineError as exc:
+            raise _mount_error(exc, self.mounts) from exc
+
+    def inject(self, ca_bundle: Path | None) -> None:
+        """Fill one volume per injection directory; mounted read-only during assemble."""
+        injections = list(self.plan.injections)
+        if ca_bundle is not None:
+            injections.append(Injection(ca_bundle, ca.CA_DIR))
+            self.mount_env = ca.environment()
+        volumes: dict[str, str] = {}
+        for inj in injections:
+            if inj.dest not in volumes:
+                volume = self.engine.create_volume(
+                    owned_name(labels.ROLE_INJECT), labels=self.labels_for(labels.ROLE_INJECT)
+                )
+                volumes[inj.dest] = self.leftovers.volume(volume)
+            self._fill(volumes[inj.dest], inj, is_ca=inj.dest == ca.CA_DIR)
+        self.mounts = tuple(Mount(name, dest, read_only=True) for dest, name in volumes.items())
+
+    def labels_for(self, role: str) -> dict[str, str]:
+        return {**dict(self.plan.request.container_labels), labels.ROLE: role}
+
+    def _fill(self, volume: str, inj: Injection, *, is_ca: bool) -> None:
+        """Copy an injected file or directory into its volume through a container that
+        never starts (the engine mounts volumes for archive uploads)."""
+        spec = ContainerSpec(
+            image=self.plan.builder,
+            command=("/bin/sh",),
+            entrypoint=(),
+            labels=self.labels_for(labels.ROLE_INJECT),
+            name=owned_name(labels.ROLE_INJECT),
+            mounts=(Mount(volume, "/inject"),),
+        )
+        cid = self.leftovers.container(self.engine.create_container(spec))
+        uid = self.plan.uid
+        if inj.src.is_dir():
+            stream = tar_stream(inj.src, uid=uid, epoch=None, prefix="", excludes=())
+        else:
+            name = ca.CA_FILE if is_ca else inj.src.name
+            stream = files_tar([TarFile(name, path=inj.src, mode=0o640)], uid=uid)
+        self.engine.put_archive(cid, "/inject", stream)
+        self.leftovers.drop(cid)
+
+
+def _mount_error(exc: EngineError, mounts: Sequence[Mount]) -> Nbs2iError:
+    """The engine's words for a mount on a file ("not a directory"), as one line."""
+    if "not a directory" in exc.problem.lower() and mounts:
+        where = ", ".join(m.target for m in mounts)
+        return BuildError(
+            f"an --inject destination ({where}) is a file in the builder, not a directory",
+            "give a directory of its own as DEST, e.g. --inject FILE:/run/secrets/course",
+        )
+    return exc
+
+
+def _command(script: str, extra_env: Mapping[str, str]) -> list[str]:
+    """The script, with build-only variables exported by /bin/sh."""
+    if not extra_env:
+        return [script]
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(extra_env.items()))
+    return ["/bin/sh", "-c", f'export {exports}; exec "$0"', script]
+
+
+def run_script(
+    engine: Docker, cid: str, plan: BuildPlan, path: str, reporter: Reporter, what: str
+) -> None:
+    """Start, stream the output as "output" events, wait; BuildError with the last
+    lines on failure. A missing script is named as such (checked only then: the
+    check costs a round trip that a good build does not need)."""
+    out = engine.attach(cid)  # attached before start: no line is missed
+    engine.start(cid)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    for line in lines(out):
+        tail.append(line)
+        reporter(Event("output", line, {"phase": what}))
+    code = engine.wait(cid)
+    if code == 0:
+        return
+    if not _exists(engine, cid, path):
+        raise BuildError(
+            f"builder {plan.builder} has no {PurePosixPath(path).name} script at {path}",
+            "fix the builder's io.openshift.s2i.scripts-url label, give --scripts-url, "
+            "or add .s2i/bin/ scripts to the repository",
+        )
+    raise BuildError(
+        f"{what} failed with exit code {code}",
+        "read its last lines above, fix the repository (or the builder), and build again",
+        details="\n".join(tail),
+    )
+
+
+def _exists(engine: Docker, cid: str, path: str) -> bool:
+    try:
+        for _chunk in engine.get_archive(cid, path):
+            pass
+    except NotFound:
+        return False
+    return True
+
+
+# -- the dependency layer ------------------------------------------------------------
+
+
+def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> None:
+    """Debian packages from apt.txt, installed as root by a fixed command."""
+    assert deps.apt is not None
+    engine, plan = containers.engine, containers.plan
+    reporter(Event("step", f"Installing Debian packages {' '.join(deps.apt.packages)}"))
+    spec = ContainerSpec(
+        image=plan.builder,
+        command=("/bin/sh", "-c", APT_SCRIPT, "apt.txt", *deps.apt.packages),
+        entrypoint=(),
+        user="0:0",
+        labels=containers.labels_for(labels.ROLE_DEPS),
+        name=owned_name(labels.ROLE_DEPS),
+        network=plan.request.network,
+    )
+    cid = containers.leftovers.container(engine.create_container(spec))
+    run_script(engine, cid, plan, "/bin/sh", reporter, "apt.txt")
+    config = plan.builder_config
+    engine.commit(cid, deps.apt.tag, config, "nbs2i: Debian packages from apt.txt")
+    containers.leftovers.drop(cid)
+
+
+def deps_layer(containers: Containers, deps: DepsStep, source: Source, reporter: Reporter) -> None:
+    """The dependency files alone, installed by assemble in its deps phase."""
+    engine, plan = containers.engine, containers.plan
+    base = deps.apt.tag if deps.apt else plan.builder
+    cid = containers.create(
+        base, plan.assemble.path, labels.ROLE_DEPS, build_env={PHASE_VAR: "deps"}
+    )
+    stream = files_tar(
+        [
+            *(TarFile(f"src/{rel}", data=data) for rel, data in deps.files),
+            *plan.scripts.uploads(),
+        ],
+        uid=plan.uid,
+        epoch=source.epoch,
+        dirs=["src"],
+    )
+    engine.put_archive(cid, plan.scripts.destination, stream)
+    run_script(engine, cid, plan, plan.assemble.path, reporter, "dependency install")
+    engine.commit(cid, deps.tag, deps.config, "nbs2i dependency layer")
+    containers.leftovers.drop(cid)
+
+
+# -- the notebooks ------------------------------------------------------------------
+
+
+def assemble_image(
+    containers: Containers, source: Source, previous: str, reporter: Reporter
+) -> tuple[str, bool]:
+    """Run assemble over the source; the committed image id, and whether the
+    previous image's artifacts were used."""
+    engine, plan = containers.engine, containers.plan
+    cid = containers.create(plan.base, plan.assemble.path, labels.ROLE_ASSEMBLE)
+    used = False
+    if plan.request.incremental:
+        used = restore_artifacts(containers, previous, cid, reporter)
+        if not used:  # the container may hold part of a tar: start over
+            containers.leftovers.drop(cid)
+            cid = containers.create(plan.base, plan.assemble.path, labels.ROLE_ASSEMBLE)
+    dest = plan.scripts.destination
+    reporter(Event("step", f"Streaming the source into {dest}/src"))
+    stream = tar_stream(
+        source.root,
+        uid=plan.uid,
+        epoch=source.epoch,
+        prefix="src",
+        excludes=plan.request.excludes,
+        extra=plan.scripts.uploads(),
+    )
+    engine.put_archive(cid, dest, stream)
+    reporter(Event("step", f"Running assemble as user {plan.user}"))
+    run_script(engine, cid, plan, plan.assemble.path, reporter, "assemble")
+    return cid, used
+
+
+def restore_artifacts(containers: Containers, previous: str, cid: str, reporter: Reporter) -> bool:
+    """save-artifacts in the previous image, its stdout unpacked at <dest>/artifacts.
+    Any failure: a warning, and False (the build goes on clean)."""
+    engine, plan = containers.engine, containers.plan
+    save = plan.scripts.get("save-artifacts")
+    if not previous or save is None:
+        why = f"no previous {plan.request.tag}" if not previous else "no save-artifacts script"
+        reporter(Event("warning", f"--incremental: {why}; building clean"))
+        return False
+    dest = plan.scripts.destination
+    reporter(Event("step", "Saving artifacts from the previous image"))
+    scid = ""
+    try:
+        scid = containers.create(previous, save.path, labels.ROLE_SAVE_ARTIFACTS, mounts=False)
+        if save.content is not None:
+            rel = str(PurePosixPath(save.path).relative_to(dest))
+            engine.put_archive(
+                scid, dest, files_tar([TarFile(rel, data=save.content, mode=0o755)], uid=plan.uid)
+            )
+        engine.put_archive(cid, dest, files_tar([], uid=plan.uid, dirs=["artifacts"]))
+        out = engine.attach(scid, stderr=False)
+        engine.start(scid)
+        engine.put_archive(cid, f"{dest}/artifacts", out)
+        code = engine.wait(scid, timeout=SAVE_ARTIFACTS_TIMEOUT)
+        if code != 0:
+            raise BuildError(f"save-artifacts exited with code {code}")
+    except Nbs2iError as exc:
+        reporter(Event("warning", f"--incremental: {exc.problem}; building clean"))
+        return False
+    finally:
+        if scid:
+            containers.leftovers.drop(scid)
+    return True
+
+
+def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -> str:
+    """The output of an image's usage script (`nbs2i usage`)."""
+    from nbs2i.scripts import resolve_scripts
+
+    info = engine.inspect_image(image)
+    scripts = resolve_scripts(scripts_url="", source_root=None, image_labels=info.config.labels)
+    usage = scripts.get("usage")
+    if usage is None:
+        raise BuildError(
+            f"image {image} has no usage script (no {labels.SCRIPTS_URL} label)",
+            "give an S2I builder or an image built from one",
+        )
+    leftovers = Leftovers(engine)
+    spec = ContainerSpec(
+        image=image,
+        command=(usage.path,),
+        entrypoint=(),
+        labels={**container_labels, labels.ROLE: labels.ROLE_USAGE},
+        name=owned_name(labels.ROLE_USAGE),
+        network="none",
+    )
+    try:
+        cid = leftovers.container(engine.create_container(spec))
+        out = engine.attach(cid)
+        engine.start(cid)
+        text = "\n".join(lines(out))
+        code = engine.wait(cid)
+    finally:
+        leftovers.remove_all()
+    if code != 0:
+        raise BuildError(
+            f"the usage script of {image} failed with exit code {code}",
+            "check the image's scripts",
+            details=text,
+        )
+    return text
