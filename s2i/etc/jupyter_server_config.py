@@ -17,11 +17,16 @@ if _password_file:
     os.unlink(_password_file)
 
 # Notebook trust (an HMAC secret and a signature database, made 0600) lives
-# with the per-process runtime files that the run script puts under /tmp, not
+# with the per-process runtime files that the entrypoint puts under /tmp, not
 # in HOME: 0600 files one UID left on a shared volume would lock the next
 # random UID out of every notebook (HTTP 500). Trust then lasts one run.
 if os.environ.get("JUPYTER_RUNTIME_DIR"):
     c.NotebookNotary.data_dir = os.environ["JUPYTER_RUNTIME_DIR"]
+
+# Kernels run in the kernel environment (/opt/app-root/venv) through the
+# image's kernelspecs, never in the server's: no fallback "python3" kernel
+# made from the server's own interpreter.
+c.KernelSpecManager.ensure_native_kernel = False
 
 # Authentication is never off: no handler is reachable without a token or
 # password unless it declares itself public (e.g. /api for health checks).
