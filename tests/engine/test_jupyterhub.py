@@ -13,6 +13,7 @@ JupyterHub major against a hub of that major.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -269,8 +270,7 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_spawner_settings_are_honoured(engine: Engine, lecture_image: str, variant: str) -> None:
-    settings = VARIANTS[variant]
-    settings = HubSettings(**{**settings.__dict__, "image": lecture_image})
+    settings = dataclasses.replace(VARIANTS[variant], image=lecture_image)
     tools = tools_for(image_major(engine, lecture_image) or JUPYTERHUB_MAJOR)
     with running_hub(engine, tools, settings) as hub:
         dana = Student(hub, "dana")

@@ -31,17 +31,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-import websocket
 
 from nbs2i import restricted
 from nbs2i.engine import Docker, NetworkInfo
 from nbs2i.errors import Nbs2iError
+from tests.support.lab import CORS, HTTP_SECONDS, NAVIGATE, Lab, http_session
 from tests.support.session import LABELS, SESSION_ID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,6 @@ HUB_START_SECONDS = 60.0
 SPAWN_SECONDS = 120.0
 STOP_SECONDS = 60.0
 POLL_SECONDS = 0.25
-HTTP_SECONDS = 30.0
 # What a hub logs when its major differs from the image's jupyterhub-singleuser.
 VERSION_MISMATCH = re.compile(r"jupyterhub version \S+ != jupyterhub-singleuser version \S+")
 
@@ -238,7 +237,7 @@ def _hub_environment(tools: HubTools) -> dict[str, str]:
 def _wait_hub(hub: Hub, process: subprocess.Popen[bytes]) -> None:
     """Until the proxy forwards to the hub's API, bounded."""
     started = time.monotonic()
-    session = _session()
+    session = http_session()
     for _ in range(int(HUB_START_SECONDS / POLL_SECONDS) + 10):
         if process.poll() is not None:
             raise HubError(f"JupyterHub exited ({process.returncode}):\n{_tail(hub.log())}")
@@ -339,40 +338,20 @@ def _tail(text: str, lines: int = 40) -> str:
 
 # -- a student with a browser ------------------------------------------------------------
 
-
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # never a proxy: everything is on 127.0.0.1
-    return session
-
-
-_CONFIG_DATA = re.compile(
-    r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.S
-)
 _FORM_XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
 
 
-@dataclass(frozen=True)
-class KernelRun:
-    stdout: str
-    status: str  # "ok" or "error"
-    error: str = ""
-
-
-class Student:
+class Student(Lab):
     """One student: logs in through the form, spawns, and works in JupyterLab
     through the proxy, with the cookies and XSRF headers a browser sends."""
 
     def __init__(self, hub: Hub, name: str) -> None:
+        super().__init__(hub.url, f"/user/{name}")
         self.hub = hub
         self.name = name
-        self.http = _session()
-        self.prefix = f"/user/{name}"
-
-    # the hub
 
     def log_in(self) -> None:
-        page = self.http.get(f"{self.hub.url}/hub/login", timeout=HTTP_SECONDS, headers=_NAVIGATE)
+        page = self.http.get(f"{self.hub.url}/hub/login", timeout=HTTP_SECONDS, headers=NAVIGATE)
         match = _FORM_XSRF.search(page.text)
         if page.status_code != 200 or not match:
             raise HubError(f"{self.name}: no login form ({page.status_code})")
@@ -383,20 +362,20 @@ class Student:
                 "password": self.hub.password,
                 "_xsrf": html.unescape(match.group(1)),
             },
-            headers=_NAVIGATE,
+            headers=NAVIGATE,
             allow_redirects=False,
             timeout=HTTP_SECONDS,
         )
         if answer.status_code != 302:
             raise HubError(f"{self.name}: login answered {answer.status_code}, not a redirect")
         # The hub's XSRF token is bound to the new session: a page view renews it.
-        self.http.get(f"{self.hub.url}/hub/home", headers=_NAVIGATE, timeout=HTTP_SECONDS)
+        self.http.get(f"{self.hub.url}/hub/home", headers=NAVIGATE, timeout=HTTP_SECONDS)
 
     def hub_api(self, method: str, path: str) -> requests.Response:
         return self.http.request(
             method,
             f"{self.hub.url}/hub/api{path}",
-            headers={**_CORS, "X-XSRFToken": self._xsrf("/hub/")},
+            headers={**CORS, "X-XSRFToken": self.xsrf("/hub/")},
             timeout=HTTP_SECONDS,
         )
 
@@ -412,7 +391,7 @@ class Student:
         started = time.monotonic()
         answer = self.http.get(
             f"{self.hub.url}/hub/spawn/{self.name}",
-            headers=_NAVIGATE,
+            headers=NAVIGATE,
             allow_redirects=False,
             timeout=HTTP_SECONDS,
         )
@@ -466,82 +445,6 @@ class Student:
         """The student's container output (before it stops: it is removed then)."""
         return self.hub.engine.logs(self.hub.container(self.name))
 
-    # JupyterLab
-
-    def lab_config(self) -> dict[str, Any]:
-        """JupyterLab's page config, from the page a browser loads."""
-        page = self.http.get(self._url("/lab"), headers=_NAVIGATE, timeout=HTTP_SECONDS)
-        match = _CONFIG_DATA.search(page.text)
-        if page.status_code != 200 or not match:
-            raise HubError(f"{self.name}: /lab answered {page.status_code} without a page config")
-        return dict(json.loads(html.unescape(match.group(1))))
-
-    def extension_assets(self) -> dict[str, int]:
-        """Every federated extension's entry point from the page config, and
-        the status each one is served with."""
-        config = self.lab_config()
-        base = config["fullLabextensionsUrl"].rstrip("/")
-        statuses: dict[str, int] = {}
-        for ext in config.get("federated_extensions", []):
-            url = f"{base}/{ext['name']}/{ext['load']}"
-            answer = self.http.get(f"{self.hub.url}{url}", headers=_NO_CORS, timeout=HTTP_SECONDS)
-            statuses[url] = answer.status_code
-        return statuses
-
-    def api(self, method: str, path: str, body: Any = None) -> requests.Response:
-        """The server's REST API as JupyterLab calls it (cookie plus XSRF header)."""
-        return self.http.request(
-            method,
-            self._url(f"/api{path}"),
-            json=body,
-            headers={**_CORS, "X-XSRFToken": self._xsrf(f"{self.prefix}/")},
-            timeout=HTTP_SECONDS,
-        )
-
-    def names(self, path: str = "") -> list[str]:
-        answer = self.api("GET", f"/contents/{path}")
-        if answer.status_code != 200:
-            raise HubError(f"{self.name}: contents of {path!r}: {answer.status_code}")
-        return sorted(item["name"] for item in answer.json()["content"])
-
-    def read_notebook(self, path: str) -> dict[str, Any]:
-        answer = self.api("GET", f"/contents/{path}?content=1&type=notebook")
-        if answer.status_code != 200:
-            raise HubError(f"{self.name}: {path}: {answer.status_code}")
-        return dict(answer.json()["content"])
-
-    def save_notebook(self, path: str, content: Mapping[str, Any]) -> None:
-        answer = self.api(
-            "PUT", f"/contents/{path}", {"type": "notebook", "format": "json", "content": content}
-        )
-        if answer.status_code not in (200, 201):
-            raise HubError(f"{self.name}: saving {path}: {answer.status_code} {answer.text[:200]}")
-
-    def run_code(self, code: str, timeout: float = 60.0) -> KernelRun:
-        """Start a kernel, run `code` over its websocket (kept in IPython's
-        history), shut the kernel down; what it printed."""
-        answer = self.api("POST", "/kernels", {"name": "python3"})
-        if answer.status_code != 201:
-            raise HubError(
-                f"{self.name}: starting a kernel: {answer.status_code} {answer.text[:200]}"
-            )
-        kernel = answer.json()["id"]
-        try:
-            return self._execute(kernel, code, timeout)
-        finally:
-            self.api("DELETE", f"/kernels/{kernel}")
-
-    # internals
-
-    def _url(self, path: str) -> str:
-        return f"{self.hub.url}{self.prefix}{path}"
-
-    def _xsrf(self, path: str) -> str:
-        for cookie in self.http.cookies:
-            if cookie.name == "_xsrf" and cookie.path.rstrip("/") == path.rstrip("/"):
-                return str(cookie.value)
-        return ""
-
     def _container_running(self) -> bool:
         name = self.hub.container(self.name)
         return any(c.name == name and c.running for c in self.hub.engine.containers())
@@ -550,89 +453,13 @@ class Student:
         # /api answers without credentials once the proxy routes to the server;
         # before that the hub answers the path with a redirect.
         with contextlib.suppress(requests.RequestException, ValueError):
-            answer = self.http.get(self._url("/api"), allow_redirects=False, timeout=5)
+            answer = self.http.get(self.url("/api"), allow_redirects=False, timeout=5)
             return answer.status_code == 200 and "version" in answer.json()
         return False
 
     def _oauth(self) -> None:
-        page = self.http.get(self._url("/lab"), headers=_NAVIGATE, timeout=HTTP_SECONDS)
+        page = self.http.get(self.url("/lab"), headers=NAVIGATE, timeout=HTTP_SECONDS)
         if page.status_code != 200 or not page.url.endswith(f"{self.prefix}/lab"):
             raise HubError(
                 f"{self.name}: login to the server ended at {page.url} ({page.status_code})"
             )
-
-    def _cookie_header(self, path: str) -> str:
-        return "; ".join(
-            f"{c.name}={c.value}" for c in self.http.cookies if path.startswith(c.path.rstrip("/"))
-        )
-
-    def _execute(self, kernel: str, code: str, timeout: float) -> KernelRun:
-        path = f"{self.prefix}/api/kernels/{kernel}/channels"
-        conn = websocket.create_connection(
-            f"{self.hub.url.replace('http://', 'ws://')}{path}?session_id={uuid.uuid4().hex}",
-            header=["Sec-Fetch-Mode: websocket"],
-            cookie=self._cookie_header(path),
-            origin=self.hub.url,
-            timeout=timeout,
-        )
-        try:
-            msg_id = uuid.uuid4().hex
-            conn.send(json.dumps(_execute_request(msg_id, code)))
-            return _collect(conn, msg_id, timeout)
-        finally:
-            conn.close()
-
-
-_NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin"}
-_CORS = {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"}
-_NO_CORS = {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "same-origin"}
-
-
-def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
-    return {
-        "header": {
-            "msg_id": msg_id,
-            "username": "student",
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-        "buffers": [],
-    }
-
-
-def _collect(conn: websocket.WebSocket, msg_id: str, timeout: float) -> KernelRun:
-    """Messages answering msg_id until the reply and iopub's idle (either may come first)."""
-    out: list[str] = []
-    status, error = "", ""
-    idle = False
-    deadline = time.monotonic() + timeout
-    for _ in range(10_000):
-        if time.monotonic() > deadline:
-            break
-        msg = json.loads(conn.recv())
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["header"]["msg_type"]
-        if kind == "stream":
-            out.append(msg["content"]["text"])
-        elif kind == "error":
-            error = "\n".join(msg["content"]["traceback"])
-        elif kind == "execute_reply":
-            status = msg["content"]["status"]
-        elif kind == "status" and msg["content"]["execution_state"] == "idle":
-            idle = True
-        if status and idle:
-            return KernelRun("".join(out), status, error)
-    raise HubError(f"no execute_reply within {timeout:.0f}s")
