@@ -181,6 +181,8 @@ def assert_restricted(found: dict[str, Any], uid: int) -> None:
 
 
 def assert_assets(student: Student) -> None:
+    # JupyterLab runs as the hub's single-user app (its hub menu knows the user).
+    assert student.lab_config().get("hubUser") == student.name
     statuses = student.extension_assets()
     names = " ".join(statuses)
     for expected in EXPECTED_EXTENSIONS:
@@ -265,6 +267,7 @@ VARIANTS = {
         image="", students=("dana",), cmd=("jupyterhub-singleuser",)
     ),
     "notebook-dir": HubSettings(image="", students=("dana",), notebook_dir="/home/jovyan/data"),
+    "default-url": HubSettings(image="", students=("dana",), default_url="/tree"),
 }
 
 
@@ -283,6 +286,10 @@ def test_spawner_settings_are_honoured(engine: Engine, lecture_image: str, varia
             assert_assets(dana)
         else:
             found = work_once(dana, hub)
+        if variant == "default-url":
+            landing = dana.http.get(dana.url("/"), timeout=30)
+            assert landing.status_code == 200, landing.status_code
+            assert landing.url.endswith("/user/dana/tree"), landing.url
         if variant == "spawner-args":
             assert settings.args[0] in found["server_cmdline"], found
         if variant == "cmd-jupyterhub-singleuser":

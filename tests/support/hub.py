@@ -100,6 +100,8 @@ if s["cmd"]:
     c.DockerSpawner.cmd = s["cmd"]
 if s["notebook_dir"]:
     c.Spawner.notebook_dir = s["notebook_dir"]
+if s["default_url"]:
+    c.Spawner.default_url = s["default_url"]
 
 
 def create_kwargs(spawner):
@@ -155,6 +157,7 @@ class HubSettings:
     args: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     notebook_dir: str = ""
+    default_url: str = ""
     start_timeout: int = int(SPAWN_SECONDS)
 
 
@@ -222,6 +225,7 @@ def _settings_json(hub: Hub, hub_port: int, proxy_api_port: int) -> dict[str, An
         "args": list(s.args),
         "cmd": list(s.cmd),
         "notebook_dir": s.notebook_dir,
+        "default_url": s.default_url,
     }
 
 
