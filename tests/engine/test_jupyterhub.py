@@ -335,3 +335,19 @@ def test_the_other_jupyterhub_major(engine: Engine, other_major_image: str) -> N
         assert_clean_log(log, name)
     assert not mismatches, mismatches
     assert_nothing_left(engine, hub)
+
+
+def test_a_hub_of_the_other_major_is_noticed(engine: Engine, other_major_image: str) -> None:
+    """The control for the version checks above: the hub's warning is what
+    they look for, and a mismatched image does produce it."""
+    tools = tools_for(JUPYTERHUB_MAJOR)
+    with running_hub(
+        engine, tools, HubSettings(image=other_major_image, students=("erin",))
+    ) as hub:
+        erin = Student(hub, "erin")
+        erin.log_in()
+        erin.spawn()
+        mismatches = hub.version_warnings()
+        erin.stop()
+    assert mismatches, "no version warning from a hub of another major"
+    assert_nothing_left(engine, hub)
