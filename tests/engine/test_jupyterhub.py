@@ -68,7 +68,9 @@ print(json.dumps({
     "uid": os.getuid(), "gid": os.getgid(), "name": pwd.getpwuid(os.getuid()).pw_name,
     "home": os.environ["HOME"], "umask": oct(os.umask(0o002)),
     "cap_eff": status["CapEff"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
-    "root_writable": os.access("/opt", os.W_OK),
+    # group 0 may write here by its mode: only a read-only root says no
+    "root_writable": os.access("/opt/app-root/src", os.W_OK),
+    "tmp_fs": [l.split()[2] for l in open("/proc/mounts") if l.split()[1] == "/tmp"],
     "server_cmdline": open(f"/proc/{os.getppid()}/cmdline").read().split("\\0"),
 }))
 """
@@ -177,7 +179,7 @@ def assert_restricted(found: dict[str, Any], uid: int) -> None:
     assert (found["uid"], found["gid"], found["name"]) == (uid, 0, "jovyan"), found
     assert found["umask"] == "0o2", found
     assert found["cap_eff"] == "0000000000000000" and found["no_new_privs"] == "1", found
-    assert not found["root_writable"], found
+    assert not found["root_writable"] and found["tmp_fs"] == ["tmpfs"], found
 
 
 def assert_assets(student: Student) -> None:
