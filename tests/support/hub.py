@@ -11,9 +11,10 @@ when its server stops. Containers, volumes, the network, the hub's process
 group and its directory are removed at the end, also after a failure.
 
 `Student` is a browser in Python: the hub's login form (cookies, _xsrf), the
-spawn button, the OAuth dance through the proxy, JupyterLab's page and its
-federated extensions, the contents API, a kernel over its websocket. Every
-wait is bounded in time and in count; all traffic goes to 127.0.0.1.
+spawn button, the OAuth dance through the proxy, then JupyterLab through the
+proxy as tests/support/lab.py uses it. Every wait is bounded in time and in
+count. The test talks to 127.0.0.1 only; the hub and its proxy reach the
+students' containers only on the hub's own network.
 """
 
 from __future__ import annotations
