@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_TAG ?= nbs2i-demo/sample-notebooks:latest
 
-.PHONY: demo test venv engine base-image browser registry openshift-schema lint unit bench clean
+.PHONY: demo test venv engine base-image browser registry openshift-schema hub-tools lint unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,13 +54,46 @@ $(OPENSHIFT_SPEC):
 
 openshift-schema: $(OPENSHIFT_SPEC)
 
+# A real JupyterHub for tests/engine/test_jupyterhub.py and benchmarks/hub.py:
+# the current major (the builder's default) and the other one the builder
+# supports, each in its own virtual environment with DockerSpawner, and
+# configurable-http-proxy from npm. The stamp names the versions, so changing
+# a pin reinstalls and rerunning does nothing.
+TOOLS := .tools
+JUPYTERHUB_6 := 6.1.1
+JUPYTERHUB_5 := 5.5.4
+DOCKERSPAWNER := 14.0.0
+CHP := 5.3.0
+HUB_STAMP = $(TOOLS)/hub$(1)/.installed-$(JUPYTERHUB_$(1))-$(DOCKERSPAWNER)
+CHP_STAMP := $(TOOLS)/chp/.installed-$(CHP)
+
+define hub_venv
+$(call HUB_STAMP,$(1)):
+	rm -rf $(TOOLS)/hub$(1)
+	$(PYTHON) -m venv $(TOOLS)/hub$(1)
+	$(TOOLS)/hub$(1)/bin/pip install -q --disable-pip-version-check \
+	  'jupyterhub==$(JUPYTERHUB_$(1))' 'dockerspawner==$(DOCKERSPAWNER)'
+	touch $$@
+endef
+$(eval $(call hub_venv,6))
+$(eval $(call hub_venv,5))
+
+$(CHP_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "make hub-tools: needs node and npm (configurable-http-proxy)" >&2; exit 1; }
+	rm -rf $(TOOLS)/chp
+	mkdir -p $(TOOLS)/chp
+	npm install --prefix $(TOOLS)/chp --no-audit --no-fund --loglevel=error configurable-http-proxy@$(CHP)
+	touch $@
+
+hub-tools: $(call HUB_STAMP,6) $(call HUB_STAMP,5) $(CHP_STAMP)
+
 lint: venv
 	$(BIN)/ruff check .
 
 unit: venv openshift-schema
 	$(BIN)/pytest -m "not engine"
 
-test: venv base-image browser registry openshift-schema lint
+test: venv base-image browser registry openshift-schema hub-tools lint
 	$(BIN)/pytest
 
 demo: venv base-image
@@ -70,4 +103,4 @@ bench: venv base-image
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache $(TOOLS)

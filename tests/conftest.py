@@ -144,6 +144,28 @@ def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -
     return result
 
 
+@pytest.fixture(scope="session")
+def lecture_image(request: pytest.FixtureRequest, session_tracker: Tracker) -> str:
+    """sample-notebooks/ (lectures, data, numpy and matplotlib) in an image of the
+    session's builder: the `sample_build` image when nbs2i's build package is
+    installed, else the same S2I build done by hand (tests/support/lectures.py)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nbs2i.build") is not None:
+        return str(request.getfixturevalue("sample_build").tag)
+    from nbs2i.ca import default_ca_bundle
+    from tests.support.lectures import S2IBuildError, s2i_build
+
+    engine = request.getfixturevalue("engine")
+    ref = session_tracker.image(tag("lectures"))
+    try:
+        return s2i_build(
+            engine, request.getfixturevalue("builder_image"), SAMPLES, ref, default_ca_bundle()
+        )
+    except S2IBuildError as exc:
+        pytest.fail(f"sample-notebooks did not build: {exc}", pytrace=False)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests under tests/engine need the engine; mark them so `-m "not engine"`
     # runs the unit tests alone on a machine without one.
