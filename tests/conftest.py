@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,25 +147,33 @@ def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -
 
 
 @pytest.fixture(scope="session")
-def lecture_image(request: pytest.FixtureRequest, session_tracker: Tracker) -> str:
-    """sample-notebooks/ (lectures, data, numpy and matplotlib) in an image of the
-    session's builder: the `sample_build` image when nbs2i's build package is
-    installed, else the same S2I build done by hand (tests/support/lectures.py)."""
-    import importlib.util
+def lecture_image(sample_build: Any) -> str:
+    """The tag of sample-notebooks/ built with the session's builder."""
+    return str(sample_build.tag)
 
-    if importlib.util.find_spec("nbs2i.build") is not None:
-        return str(request.getfixturevalue("sample_build").tag)
-    from nbs2i.ca import default_ca_bundle
-    from tests.support.lectures import S2IBuildError, s2i_build
 
-    engine = request.getfixturevalue("engine")
-    ref = session_tracker.image(tag("lectures"))
-    try:
-        return s2i_build(
-            engine, request.getfixturevalue("builder_image"), SAMPLES, ref, default_ca_bundle()
-        )
-    except S2IBuildError as exc:
-        pytest.fail(f"sample-notebooks did not build: {exc}", pytrace=False)
+@pytest.fixture(scope="session")
+def other_hub_lectures(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
+    """The lectures (without their dependencies) on a builder for the JupyterHub
+    major the default builder is not for. NBS2I_TEST_BUILDER_OTHER_HUB=<image>
+    reuses such a builder."""
+    from nbs2i import defaults
+    from tests.support.images import build_notebooks
+
+    other = next(m for m in defaults.JUPYTERHUB_MAJORS if m != defaults.JUPYTERHUB_MAJOR)
+    before = _build_stages(engine)
+    ref = os.environ.get("NBS2I_TEST_BUILDER_OTHER_HUB", "")
+    if not ref:
+        ref = session_tracker.image(tag(f"builder-jupyterhub{other}"))
+        _build_builder(engine, ref, jupyterhub_major=other)
+    with tempfile.TemporaryDirectory(prefix="lectures-") as tmp:
+        source = Path(tmp) / "lectures"
+        shutil.copytree(SAMPLES, source, ignore=shutil.ignore_patterns("requirements.txt"))
+        made = build_notebooks(engine, source, tag(f"lectures-jupyterhub{other}"), ref)
+    for image in made:
+        session_tracker.image(image)
+    yield made[0]
+    _remove_new_build_stages(engine, before)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

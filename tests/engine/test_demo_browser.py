@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.builds import LECTURES
 from tests.support.cli import nbs2i
-from tests.support.jupyter import LECTURES
 from tests.support.session import label_args
 from tests.support.tracker import Tracker
 

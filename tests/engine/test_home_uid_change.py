@@ -22,8 +22,8 @@ import pytest
 
 from nbs2i import restricted
 from nbs2i.engine import Engine
+from tests.support.builds import LECTURES
 from tests.support.lab import Lab
-from tests.support.lectures import LECTURES
 from tests.support.session import LABELS
 from tests.support.tracker import Tracker
 

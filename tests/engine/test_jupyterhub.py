@@ -12,26 +12,20 @@ JupyterHub major against a hub of that major.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import re
-import tempfile
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nbs2i import builder, labels
-from nbs2i.ca import default_ca_bundle
 from nbs2i.defaults import JUPYTERHUB_MAJOR
 from nbs2i.engine import Engine
-from nbs2i.errors import Nbs2iError
 from nbs2i.restricted import random_uid
+from tests.support.builds import LECTURES
 from tests.support.hub import (
     HUB_LABEL,
     Hub,
@@ -42,9 +36,6 @@ from tests.support.hub import (
     hub_tools,
     running_hub,
 )
-from tests.support.lectures import LECTURES, S2IBuildError, notebooks_only, s2i_build
-from tests.support.session import tag
-from tests.support.tracker import Tracker
 
 pytestmark = pytest.mark.slow
 
@@ -91,39 +82,6 @@ def history_probe(marker: str) -> str:
 
 
 # -- images ----------------------------------------------------------------------------
-
-
-def _remove_new_stages(engine: Engine, before: set[str]) -> None:
-    for image in engine.images(labels=[labels.BUILD_STAGE]):
-        if image.id not in before and not image.tags:
-            with contextlib.suppress(Nbs2iError):
-                engine.remove_image(image.id)
-
-
-@pytest.fixture(scope="module")
-def other_major_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
-    """The lectures on a builder for the other JupyterHub major (built through
-    nbs2i.builder; the cached layers make it about a minute).
-    NBS2I_TEST_BUILDER_OTHER_HUB=<image> reuses a builder instead."""
-    reuse = os.environ.get("NBS2I_TEST_BUILDER_OTHER_HUB", "")
-    stages = {i.id for i in engine.images(labels=[labels.BUILD_STAGE])}
-    ref = reuse or session_tracker.image(tag(f"builder-jupyterhub{OTHER_MAJOR}"))
-    if not reuse:
-        request = builder.BuilderRequest(
-            tags=(ref,), ca_bundle=default_ca_bundle(), jupyterhub_major=OTHER_MAJOR
-        )
-        try:
-            builder.build_builder(engine, request)
-        except Nbs2iError as exc:
-            pytest.fail(f"the builder for JupyterHub {OTHER_MAJOR} did not build: {exc}")
-    lectures = session_tracker.image(tag(f"lectures-jupyterhub{OTHER_MAJOR}"))
-    try:
-        with tempfile.TemporaryDirectory(prefix="nbs2i-lectures-") as tmp:
-            yield s2i_build(engine, ref, notebooks_only(Path(tmp)), lectures)
-    except S2IBuildError as exc:
-        pytest.fail(f"the lectures did not build on {ref}: {exc}")
-    finally:
-        _remove_new_stages(engine, stages)
 
 
 def tools_for(major: str) -> HubTools:
@@ -312,12 +270,12 @@ def test_spawner_settings_are_honoured(engine: Engine, lecture_image: str, varia
     assert_nothing_left(engine, hub)
 
 
-def test_the_other_jupyterhub_major(engine: Engine, other_major_image: str) -> None:
-    assert image_major(engine, other_major_image) == OTHER_MAJOR
+def test_the_other_jupyterhub_major(engine: Engine, other_hub_lectures: str) -> None:
+    assert image_major(engine, other_hub_lectures) == OTHER_MAJOR
     tools = tools_for(OTHER_MAJOR)
     assert tools.version.startswith(f"{OTHER_MAJOR}.")
     with running_hub(
-        engine, tools, HubSettings(image=other_major_image, students=CLASS[:2])
+        engine, tools, HubSettings(image=other_hub_lectures, students=CLASS[:2])
     ) as hub:
         students = [Student(hub, name) for name in CLASS[:2]]
         spawn_all(students)
@@ -339,12 +297,12 @@ def test_the_other_jupyterhub_major(engine: Engine, other_major_image: str) -> N
     assert_nothing_left(engine, hub)
 
 
-def test_a_hub_of_the_other_major_is_noticed(engine: Engine, other_major_image: str) -> None:
+def test_a_hub_of_the_other_major_is_noticed(engine: Engine, other_hub_lectures: str) -> None:
     """The control for the version checks above: the hub's warning is what
     they look for, and a mismatched image does produce it."""
     tools = tools_for(JUPYTERHUB_MAJOR)
     with running_hub(
-        engine, tools, HubSettings(image=other_major_image, students=("erin",))
+        engine, tools, HubSettings(image=other_hub_lectures, students=("erin",))
     ) as hub:
         erin = Student(hub, "erin")
         erin.log_in()

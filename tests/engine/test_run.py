@@ -18,8 +18,9 @@ import pytest
 from nbs2i import labels, restricted, run
 from nbs2i.engine import Engine, ExecResult
 from nbs2i.errors import NotFound
+from tests.support.builds import LECTURES
 from tests.support.cli import Running, nbs2i
-from tests.support.jupyter import LECTURES, Api
+from tests.support.jupyter import Api
 from tests.support.session import LABEL_PAIRS, label_args
 from tests.support.tracker import Tracker
 

@@ -25,8 +25,9 @@ import pytest
 from nbs2i import labels, restricted, run
 from nbs2i.engine import ContainerSpec, Engine, Mount, PortBinding
 from nbs2i.errors import RunError
+from tests.support.builds import LECTURES, SAMPLES
 from tests.support.images import build_notebooks
-from tests.support.jupyter import LECTURES, SAMPLE, Api, cells_text, new_notebook, with_cell
+from tests.support.jupyter import Api, cells_text, new_notebook, with_cell
 from tests.support.session import LABEL_PAIRS, LABELS, SESSION_FILTER, tag
 from tests.support.tracker import Tracker
 
@@ -75,7 +76,7 @@ def test_edits_survive_a_newer_image_and_a_new_uid(
 
     # The teacher's next version: one more notebook, and a change to the edited one.
     newer = tmp_path / "v2"
-    shutil.copytree(SAMPLE, newer)
+    shutil.copytree(SAMPLES, newer)
     (newer / "05-new-lecture.ipynb").write_text(
         json.dumps(new_notebook("week five")), encoding="utf-8"
     )

@@ -82,7 +82,8 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
     # An empty token (and no password), in the server environment's own
     # configuration: the server lets anyone in.
     "auth-off": (
-        "USER 0\nRUN mkdir -p /opt/jupyter/etc/jupyter && printf 'c.IdentityProvider.token = \"\"\\n' "
+        "USER 0\nRUN mkdir -p /opt/jupyter/etc/jupyter && "
+        "printf 'c.IdentityProvider.token = \"\"\\n' "
         "> /opt/jupyter/etc/jupyter/jupyter_server_config.py\nUSER 1001",
         frozenset({"api-auth"}),
     ),
@@ -90,8 +91,8 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
     "no-user-name": ('ENV LD_PRELOAD=""', frozenset({"user-named"})),
     # A server whose files are not group-writable.
     "umask-022": (
-        "USER 0\nRUN sed -i 's/umask 0002$/umask 0022/' /usr/libexec/s2i/run /usr/libexec/s2i/profile"
-        "\nUSER 1001",
+        "USER 0\nRUN sed -i 's/umask 0002$/umask 0022/' "
+        "/usr/libexec/s2i/run /usr/libexec/s2i/profile\nUSER 1001",
         frozenset({"file-group-writable"}),
     ),
     "ignores-sigterm": (

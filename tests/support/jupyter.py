@@ -17,19 +17,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
 import websocket
 
 LOOPBACK = "127.0.0.1"
-SAMPLE = Path(__file__).resolve().parents[2] / "sample-notebooks"
-LECTURES = (
-    "01-python-basics.ipynb",
-    "02-reading-a-csv.ipynb",
-    "03-plotting.ipynb",
-    "04-random-walks.ipynb",
-)
 HTTP_TIMEOUT = 30.0
 
 

@@ -157,13 +157,10 @@ def dockerfile_lines(the_plan: planning.BuildPlan, *, has_scripts: bool) -> list
         f"# Written by nbs2i {__version__}: builds what `nbs2i build` builds, with any",
         "# Dockerfile builder (docker build, buildah, kaniko). Context: this directory.",
         f"FROM {the_plan.builder}",
-        "LABEL "
-        + " \\\n      ".join(f"{quote(k)}={quote(v)}" for k, v in the_plan.labels.items()),
+        "LABEL " + " \\\n      ".join(f"{quote(k)}={quote(v)}" for k, v in the_plan.labels.items()),
     ]
     if the_plan.env:
-        found.append(
-            "ENV " + " \\\n    ".join(f"{k}={quote(v)}" for k, v in the_plan.env.items())
-        )
+        found.append("ENV " + " \\\n    ".join(f"{k}={quote(v)}" for k, v in the_plan.env.items()))
     if the_plan.deps and the_plan.deps.apt:
         found += [
             "# Debian packages from apt.txt, installed as root by nbs2i's fixed command.",
