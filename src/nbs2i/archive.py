@@ -222,13 +222,24 @@ def _scan(root: Path, parts: tuple[str, ...]) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def _verdict(
+    regexes: Sequence[re.Pattern[str]], ignore: _Ignore, child: tuple[str, ...], kind: str
+) -> str:
+    """"take" an entry, "skip" it, or "hold" an ignored directory that a `!` rule
+    may bring something back from."""
+    if any(rx.search("/".join(child)) for rx in regexes):
+        return "skip"
+    if not ignore.ignored(child):
+        return "take"
+    return "hold" if kind == "dir" and ignore.may_include_below(child) else "skip"
+
+
 def _walk(root: Path, excludes: Sequence[str]) -> Iterator[tuple[str, str]]:
     """(relative POSIX path, kind) of every selected entry, parents before children."""
     regexes = compile_excludes(excludes)
     ignore = _Ignore.read(root)
     stack: list[tuple[tuple[str, ...], Iterator[tuple[str, str]]]] = [((), iter(_scan(root, ())))]
-    # Ignored directories entered because a `!` rule may bring back something
-    # inside; they are emitted only when something inside is.
+    # Held directories are emitted only when something inside them is.
     pending: list[str] = []
     while stack:
         parts, entries = stack[-1]
@@ -240,19 +251,15 @@ def _walk(root: Path, excludes: Sequence[str]) -> Iterator[tuple[str, str]]:
             continue
         name, kind = nxt
         child = (*parts, name)
-        rel = "/".join(child)
-        if any(rx.search(rel) for rx in regexes):
+        verdict = _verdict(regexes, ignore, child, kind)
+        if verdict == "skip":
             continue
-        ignored = ignore.ignored(child)
-        if ignored and not (kind == "dir" and ignore.may_include_below(child)):
-            continue
-        if ignored:
-            pending.append(rel)
+        if verdict == "hold":
+            pending.append("/".join(child))
         else:
-            for parent in pending:
-                yield parent, "dir"
+            yield from ((parent, "dir") for parent in pending)
             pending.clear()
-            yield rel, kind
+            yield "/".join(child), kind
         if kind == "dir":
             stack.append((child, iter(_scan(root, child))))
 

@@ -620,7 +620,7 @@ def run_guarded(fn: Callable[[], Any]) -> int:
     """Run the CLI; map every failure to one line and an exit code."""
     try:
         # Without standalone mode click returns the code a command exits with.
-        code = fn()
+        return _exit_code(fn())
     except Nbs2iError as exc:
         if exc.details:
             click.echo(exc.details.rstrip("\n"), err=True)
@@ -635,7 +635,7 @@ def run_guarded(fn: Callable[[], Any]) -> int:
         click.echo("nbs2i: interrupted; everything this run started was removed", err=True)
         return 130
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return _exit_code(exc.code, failure=1)
     except Exception as exc:  # an nbs2i bug: say so without a traceback
         if os.environ.get("NBS2I_DEBUG"):
             raise
@@ -645,7 +645,14 @@ def run_guarded(fn: Callable[[], Any]) -> int:
             err=True,
         )
         return 70
-    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _exit_code(code: object, failure: int = 0) -> int:
+    """A command's result or SystemExit code as an exit code: an int as it is,
+    None as success, anything else as `failure`."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    return 0 if code is None else failure
 
 
 def main() -> None:

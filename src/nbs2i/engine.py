@@ -133,21 +133,17 @@ class ImageConfig:
     @classmethod
     def from_api(cls, raw: Mapping[str, Any] | None) -> ImageConfig:
         raw = raw or {}
-        env: dict[str, str] = {}
-        for item in raw.get("Env") or ():
-            name, _, value = str(item).partition("=")
-            env[name] = value
         return cls(
-            user=str(raw.get("User") or ""),
-            entrypoint=tuple(raw.get("Entrypoint") or ()),
-            cmd=tuple(raw.get("Cmd") or ()),
-            env=env,
-            labels=dict(raw.get("Labels") or {}),
-            working_dir=str(raw.get("WorkingDir") or ""),
-            exposed_ports=tuple(sorted(raw.get("ExposedPorts") or {})),
-            volumes=tuple(sorted(raw.get("Volumes") or {})),
-            stop_signal=str(raw.get("StopSignal") or ""),
-            healthcheck=raw.get("Healthcheck") or None,
+            user=_text(raw, "User"),
+            entrypoint=_items(raw, "Entrypoint"),
+            cmd=_items(raw, "Cmd"),
+            env=_env(_items(raw, "Env")),
+            labels=_mapping(raw, "Labels"),
+            working_dir=_text(raw, "WorkingDir"),
+            exposed_ports=tuple(sorted(_mapping(raw, "ExposedPorts"))),
+            volumes=tuple(sorted(_mapping(raw, "Volumes"))),
+            stop_signal=_text(raw, "StopSignal"),
+            healthcheck=_none_if_empty(raw.get("Healthcheck")),
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -236,35 +232,39 @@ class ContainerInfo:
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> ContainerInfo:
-        state = raw.get("State") or {}
+        state = _mapping(raw, "State")
         config = ImageConfig.from_api(raw.get("Config"))
-        ports: dict[int, int] = {}
-        for key, bindings in ((raw.get("NetworkSettings") or {}).get("Ports") or {}).items():
-            port, _, proto = str(key).partition("/")
-            host = next((b.get("HostPort") for b in bindings or () if b.get("HostPort")), None)
-            if proto == "tcp" and port.isdigit() and host:
-                ports[int(port)] = int(host)
-        mounts = tuple(
-            MountInfo(
-                str(m.get("Type") or ""),
-                str(m.get("Name") or m.get("Source") or ""),
-                str(m.get("Destination") or ""),
-            )
-            for m in raw.get("Mounts") or ()
-        )
+        running = bool(state.get("Running"))
         return cls(
-            id=str(raw.get("Id") or ""),
-            name=str(raw.get("Name") or "").lstrip("/"),
-            image_id=str(raw.get("Image") or ""),
+            id=_text(raw, "Id"),
+            name=_text(raw, "Name").lstrip("/"),
+            image_id=_text(raw, "Image"),
             labels=config.labels,
-            running=bool(state.get("Running")),
-            exit_code=state.get("ExitCode") if not state.get("Running") else None,
-            ports=ports,
-            mounts=mounts,
+            running=running,
+            exit_code=None if running else state.get("ExitCode"),
+            ports=_published(_mapping(_mapping(raw, "NetworkSettings"), "Ports")),
+            mounts=tuple(_mount(m) for m in _items(raw, "Mounts")),
             user=config.user,
             env=config.env,
             health=_health(state),
         )
+
+
+def _published(ports: Mapping[str, Any]) -> dict[int, int]:
+    """Container TCP port -> the host port it is published on."""
+    found: dict[int, int] = {}
+    for key, bindings in ports.items():
+        port, _, proto = str(key).partition("/")
+        host = next((b.get("HostPort") for b in bindings or () if b.get("HostPort")), None)
+        if proto == "tcp" and port.isdigit() and host:
+            found[int(port)] = int(host)
+    return found
+
+
+def _mount(raw: Mapping[str, Any]) -> MountInfo:
+    return MountInfo(
+        _text(raw, "Type"), _text(raw, "Name") or _text(raw, "Source"), _text(raw, "Destination")
+    )
 
 
 def _health(state: Mapping[str, Any]) -> str:
@@ -377,6 +377,77 @@ class Docker(Protocol):
     def create_network(self, name: str, labels: Mapping[str, str] | None = None) -> NetworkInfo: ...
     def remove_network(self, name: str) -> None: ...
     def networks(self, labels: Iterable[str] = ()) -> list[NetworkInfo]: ...
+
+
+# -- between the engine's JSON and these types ---------------------------------------
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    return str(raw.get(key) or "")
+
+
+def _items(raw: Mapping[str, Any], key: str) -> tuple[Any, ...]:
+    return tuple(raw.get(key) or ())
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return dict(raw.get(key) or {})
+
+
+def _none_if_empty(value: Any) -> Any:
+    """The API's way of saying "the default": leave the field out."""
+    return value or None
+
+
+def _env(items: tuple[Any, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        name, _, value = str(item).partition("=")
+        env[name] = value
+    return env
+
+
+def _host_config(spec: ContainerSpec) -> dict[str, Any]:
+    """docker-py's host config arguments for a spec."""
+    binds = {
+        m.source: {
+            "bind": m.target,
+            "mode": ("ro" if m.read_only else "rw") + (",nocopy" if m.nocopy else ""),
+        }
+        for m in spec.mounts
+    }
+    bindings = {
+        p.container_port: (p.host_ip, p.host_port) if p.host_port else (p.host_ip,)
+        for p in spec.ports
+    }
+    return {
+        "binds": _none_if_empty(binds),
+        "tmpfs": _none_if_empty(dict(spec.tmpfs)),
+        "read_only": _none_if_empty(spec.read_only),
+        "cap_drop": _none_if_empty(list(spec.cap_drop)),
+        "security_opt": _none_if_empty(list(spec.security_opt)),
+        "port_bindings": _none_if_empty(bindings),
+        "network_mode": _none_if_empty(spec.network),
+    }
+
+
+def _create_args(spec: ContainerSpec) -> dict[str, Any]:
+    """docker-py's create_container arguments for a spec (but the host config)."""
+    command = None if spec.command is None else list(spec.command)
+    # docker-py drops an empty list; [""] is how the API clears an ENTRYPOINT.
+    entrypoint = None if spec.entrypoint is None else list(spec.entrypoint) or [""]
+    return {
+        "command": command,
+        "entrypoint": entrypoint,
+        "user": _none_if_empty(spec.user),
+        "environment": _none_if_empty([f"{k}={v}" for k, v in spec.env.items()]),
+        "labels": dict(spec.labels),
+        "name": _none_if_empty(spec.name),
+        "working_dir": _none_if_empty(spec.working_dir),
+        "ports": _none_if_empty([p.container_port for p in spec.ports]),
+        "network_disabled": spec.network == "none",
+        "detach": True,
+    }
 
 
 # -- error handling ------------------------------------------------------------------
@@ -693,41 +764,9 @@ class Engine:
 
     def create_container(self, spec: ContainerSpec) -> str:
         """Create a container; its id."""
-        binds = {
-            m.source: {
-                "bind": m.target,
-                "mode": ("ro" if m.read_only else "rw") + (",nocopy" if m.nocopy else ""),
-            }
-            for m in spec.mounts
-        }
-        host = self._api.create_host_config(
-            binds=binds or None,
-            tmpfs=dict(spec.tmpfs) or None,
-            read_only=spec.read_only or None,
-            cap_drop=list(spec.cap_drop) or None,
-            security_opt=list(spec.security_opt) or None,
-            port_bindings={
-                p.container_port: (p.host_ip, p.host_port) if p.host_port else (p.host_ip,)
-                for p in spec.ports
-            }
-            or None,
-            network_mode=spec.network or None,
-        )
+        host = self._api.create_host_config(**_host_config(spec))
         result = self._call(
-            self._api.create_container,
-            spec.image,
-            command=list(spec.command) if spec.command is not None else None,
-            # docker-py drops an empty list; [""] is how the API clears an ENTRYPOINT.
-            entrypoint=(list(spec.entrypoint) or [""]) if spec.entrypoint is not None else None,
-            user=spec.user or None,
-            environment=[f"{k}={v}" for k, v in spec.env.items()] or None,
-            labels=dict(spec.labels),
-            name=spec.name or None,
-            working_dir=spec.working_dir or None,
-            ports=[p.container_port for p in spec.ports] or None,
-            network_disabled=spec.network == "none",
-            host_config=host,
-            detach=True,
+            self._api.create_container, spec.image, host_config=host, **_create_args(spec)
         )
         return str(result["Id"])
 

@@ -100,30 +100,44 @@ def find_orphans(engine: Docker, temp_root: Path | None = None) -> list[Leftover
 
 
 def _caches(engine: Docker) -> list[Leftover]:
-    found = [
+    return [*_build_stages(engine), *_untagged_builds(engine), *_unused_layers(engine)]
+
+
+def _build_stages(engine: Docker) -> list[Leftover]:
+    return [
         Leftover("image", i.id, "a builder build stage (its history holds the build's CA bundle)")
         for i in engine.images(labels=[labels.BUILD_STAGE])
         if not i.tags
     ]
-    found += [
+
+
+def _untagged_builds(engine: Docker) -> list[Leftover]:
+    return [
         Leftover("image", i.id, "an nbs2i build that lost its tag")
         for i in engine.images(labels=[f"{labels.ROLE}={labels.ROLE_IMAGE}"], dangling=True)
     ]
+
+
+def _unused_layers(engine: Docker) -> list[Leftover]:
+    """Cache images (dependency and apt layers) that no other tagged image is built on."""
     everything = engine.images()
-    caches = [i for i in everything if any(t.startswith(CACHE_REPOSITORIES) for t in i.tags)]
+    caches = [i for i in everything if _is_cache(i.tags)]
     if not caches:
-        return found
-    others = [_inspect(engine, i.id) for i in everything if i not in caches and i.tags]
+        return []
+    others = [_inspect(engine, i.id).layers for i in everything if i.tags and not _is_cache(i.tags)]
+    found = []
     for cache in caches:
         layers = _inspect(engine, cache.id).layers
-        if not any(
-            o.layers[: len(layers)] == layers for o in others if len(o.layers) > len(layers)
-        ):
-            found.extend(
+        if not any(len(o) > len(layers) and o[: len(layers)] == layers for o in others):
+            found += [
                 Leftover("image", tag, "a dependency layer no image is built on")
                 for tag in cache.tags
-            )
+            ]
     return found
+
+
+def _is_cache(tags: Iterable[str]) -> bool:
+    return any(t.startswith(CACHE_REPOSITORIES) for t in tags)
 
 
 def _inspect(engine: Docker, ref: str) -> ImageInfo:

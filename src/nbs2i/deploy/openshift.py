@@ -58,76 +58,43 @@ def parameter(
 
 
 def parameters(options: DeployOptions, builder: str) -> list[dict[str, Any]]:
-    return [
-        parameter(
-            APPLICATION_NAME,
-            "Name",
-            "Names every object of this application (lower-case letters, digits, '-').",
-            options.name,
-        ),
-        parameter(
-            REPOSITORY_URL,
-            "Git repository URL",
-            "The repository of notebooks (and requirements.txt) to build.",
-            options.repository_url,
-        ),
-        parameter(
-            REPOSITORY_REF,
-            "Git reference",
-            "Branch, tag or commit to build; empty: the default branch.",
-            options.ref,
-            required=False,
-        ),
-        parameter(
-            CONTEXT_DIR,
-            "Context directory",
-            "Directory of the repository that holds the notebooks; empty: its root.",
-            options.context_dir,
-            required=False,
-        ),
-        parameter(
-            BUILDER_IMAGE,
-            "Builder image",
-            "The nbs2i S2I builder, as the cluster can pull it.",
-            builder,
-        ),
-        parameter(
-            ROUTE_HOSTNAME,
-            "Hostname",
-            "Public hostname of the route; empty: the router generates one.",
-            options.hostname,
-            required=False,
-        ),
-        parameter(
-            VOLUME_CAPACITY,
-            "Workspace size",
-            "Size of the volume that keeps the students' work (HOME).",
-            options.storage,
-        ),
-        parameter(
-            MEMORY_LIMIT,
-            "Memory",
-            "Memory requested for and available to the notebook server and its kernels.",
-            options.memory,
-        ),
-        {
-            **parameter(
-                JUPYTER_TOKEN,
-                "Access token",
-                "The token that opens the notebooks; generated when not given.",
-                options.token,
-            ),
-            "generate": "expression",
-            "from": TOKEN_EXPRESSION,
-        },
-        parameter(
-            JUPYTER_PASSWORD_HASH,
-            "Password hash",
-            "Optional: a password hash in Jupyter's algorithm:salt:hexdigest form.",
-            options.password_hash,
-            required=False,
-        ),
+    """The template's parameters: (name, display name, description, value, required)."""
+    table = (
+        (APPLICATION_NAME, "Name",
+         "Names every object of this application (lower-case letters, digits, '-').",
+         options.name, True),
+        (REPOSITORY_URL, "Git repository URL",
+         "The repository of notebooks (and requirements.txt) to build.",
+         options.repository_url, True),
+        (REPOSITORY_REF, "Git reference",
+         "Branch, tag or commit to build; empty: the default branch.", options.ref, False),
+        (CONTEXT_DIR, "Context directory",
+         "Directory of the repository that holds the notebooks; empty: its root.",
+         options.context_dir, False),
+        (BUILDER_IMAGE, "Builder image",
+         "The nbs2i S2I builder, as the cluster can pull it.", builder, True),
+        (ROUTE_HOSTNAME, "Hostname",
+         "Public hostname of the route; empty: the router generates one.",
+         options.hostname, False),
+        (VOLUME_CAPACITY, "Workspace size",
+         "Size of the volume that keeps the students' work (HOME).", options.storage, True),
+        (MEMORY_LIMIT, "Memory",
+         "Memory requested for and available to the notebook server and its kernels.",
+         options.memory, True),
+        (JUPYTER_TOKEN, "Access token",
+         "The token that opens the notebooks; generated when not given.", options.token, True),
+        (JUPYTER_PASSWORD_HASH, "Password hash",
+         "Optional: a password hash in Jupyter's algorithm:salt:hexdigest form.",
+         options.password_hash, False),
+    )  # fmt: skip
+    found = [
+        parameter(name, shown, about, value, required=required)
+        for name, shown, about, value, required in table
     ]
+    for item in found:
+        if item["name"] == JUPYTER_TOKEN:
+            item.update({"generate": "expression", "from": TOKEN_EXPRESSION})
+    return found
 
 
 def image_stream(name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,12 @@ class DeployOptions:
 
 def check(options: DeployOptions) -> DeployOptions:
     """The options, or a UsageError that names the bad one."""
+    for rule in (_check_target, _check_names, _check_sizes, _check_credentials):
+        rule(options)
+    return options
+
+
+def _check_target(options: DeployOptions) -> None:
     if options.target not in TARGETS:
         raise UsageError(f"unknown target {options.target!r}", f"use one of {', '.join(TARGETS)}")
     if options.target != OPENSHIFT and not options.image:
@@ -57,23 +63,34 @@ def check(options: DeployOptions) -> DeployOptions:
         )
     if options.image:
         image_ref(options)
+    if options.target == OPENSHIFT and options.digest:
+        raise UsageError(
+            "--digest pins the image a cluster runs; OpenShift builds its own",
+            "pin the builder in the image argument instead: REGISTRY/BUILDER@sha256:...",
+        )
+
+
+def _check_names(options: DeployOptions) -> None:
     if not _NAME.fullmatch(options.name) or len(options.name) > NAME_MAX:
         raise UsageError(
             f"--name {options.name!r} cannot name Kubernetes objects",
             f"use lower-case letters, digits and '-', starting with a letter, "
             f"at most {NAME_MAX} characters",
         )
-    if options.hostname and (
-        not _HOSTNAME.fullmatch(options.hostname) or len(options.hostname) > 253
-    ):
-        raise UsageError(
-            f"--hostname {options.hostname!r} is not a DNS name", "e.g. lab.example.org"
-        )
+    host = options.hostname
+    if host and (not _HOSTNAME.fullmatch(host) or len(host) > 253):
+        raise UsageError(f"--hostname {host!r} is not a DNS name", "e.g. lab.example.org")
+
+
+def _check_sizes(options: DeployOptions) -> None:
     for flag, quantity in (("--storage", options.storage), ("--memory", options.memory)):
         if not _QUANTITY.fullmatch(quantity):
             raise UsageError(f"{flag} {quantity!r} is not a size", "e.g. 512Mi, 1Gi, 10Gi")
     if options.uid is not None:
         restricted.check_uid(options.uid)
+
+
+def _check_credentials(options: DeployOptions) -> None:
     if options.token and not _TOKEN.fullmatch(options.token):
         raise UsageError(
             "the token is too short or has characters that need escaping in a URL",
@@ -89,12 +106,6 @@ def check(options: DeployOptions) -> DeployOptions:
             "zero-to-jupyterhub servers take their credentials from the hub",
             "configure the hub's authenticator; leave out --token and --password",
         )
-    if options.target == OPENSHIFT and options.digest:
-        raise UsageError(
-            "--digest pins the image a cluster runs; OpenShift builds its own",
-            "pin the builder in the image argument instead: REGISTRY/BUILDER@sha256:...",
-        )
-    return options
 
 
 def image_ref(options: DeployOptions) -> ImageRef:
