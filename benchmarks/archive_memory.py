@@ -66,13 +66,12 @@ def generate_repo(root: Path, total_bytes: int, files: int = FILES, seed: int = 
 def measure(root: Path, stream: bool) -> dict[str, float]:
     """In this (fresh) process: stream root into a container; peak RSS and time."""
     from nbs2i.archive import tar_stream
-    from nbs2i.engine import Engine
+    from nbs2i.engine import ContainerSpec, Engine
 
     engine = Engine.connect()
     result: dict[str, float] = {}
-    cid = engine.create_container(
-        IMAGE, command=["sleep", "600"], labels=LABELS, host_config={"network_mode": "none"}
-    )
+    spec = ContainerSpec(IMAGE, command=("sleep", "600"), labels=LABELS, network="none")
+    cid = engine.create_container(spec)
     try:
         engine.start(cid)
         if stream:

@@ -1,132 +1,111 @@
-"""Figures for the builder image: cold build time, size, start and stop times.
+"""Figures for the builder image and its variants: build time, size, start and
+stop times, side by side with docker-stacks' published sizes.
 
-    .venv/bin/python benchmarks/builder.py                 # cold build once, 5 start/stop runs
-    .venv/bin/python benchmarks/builder.py --cold-runs 3   # median of 3 cold builds
-    .venv/bin/python benchmarks/builder.py --image nbs2i/builder:latest  # no build
+    .venv/bin/python benchmarks/builder.py                  # every variant, then start/stop
+    .venv/bin/python benchmarks/builder.py --variants minimal r --runs 3
+    .venv/bin/python benchmarks/builder.py --cold            # minimal with no build cache first
 
-A cold build uses a fresh tag and no build cache (nocache), through
-nbs2i.builder exactly as `nbs2i builder build` does; it is removed afterwards.
-"Start" is the time from creating the container (as a random UID with GID 0)
-to the first HTTP 200 of /api/status on 127.0.0.1; "stop" is `docker stop`
-(SIGTERM, then KILL after 10 s) of a server that has a running kernel.
-Everything started here is labelled nbs2i.bench and removed.
+Each variant is built through nbs2i.builder exactly as `nbs2i builder build
+--variant V` does, one after the other, so each after the first reuses the
+layers it shares (the server environment): the time a teacher waits for a
+second variant. `--cold` first builds minimal with no cache at all. "Start" is
+from creating the container (a random UID with GID 0, read-only root, as
+nbs2i.restricted starts it) to the first HTTP 200 of /api/status; "stop" is
+`docker stop` of a server with a running kernel. Everything made here is
+tagged nbs2i-bench/* or labelled nbs2i.bench, and removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-from nbs2i import builder
+from nbs2i import builder, defaults, labels, restricted
+from nbs2i.ca import default_ca_bundle
 from nbs2i.engine import Engine
 
-LABELS = {"nbs2i.bench": "1"}
-STAGE_LABEL = "io.nbs2i.build-stage"
+BENCH_LABELS = {"nbs2i.bench": "1"}
 TOKEN = "bench-" + uuid.uuid4().hex[:8]
-HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# docker-stacks' published sizes, for comparison (anchors.md).
+DOCKER_STACKS = {"minimal": "1.58 GB (minimal-notebook)", "scipy": "4.19 GB (scipy-notebook)"}
 
 
-def status(url: str, method: str = "GET") -> int:
-    request = urllib.request.Request(url, data=b"{}" if method == "POST" else None, method=method)
-    try:
-        with HTTP.open(request, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-def cold_build(engine: Engine) -> tuple[float, str]:
-    tag = f"nbs2i-bench/builder:{uuid.uuid4().hex[:8]}"
+def build_variant(engine: Engine, variant: str, nocache: bool = False) -> tuple[float, str]:
+    tag = f"nbs2i-bench/builder-{variant}:{uuid.uuid4().hex[:8]}"
     request = builder.BuilderRequest(
-        tags=(tag,), ca_bundle=builder.default_ca_bundle(), nocache=True
+        tags=(tag,), ca_bundle=default_ca_bundle(), nocache=nocache, variant=variant
     )
-    stages = {i["Id"] for i in engine.images(labels=[STAGE_LABEL])}
     started = time.monotonic()
     builder.build_builder(engine, request)
-    seconds = time.monotonic() - started
-    # The uncached build made a new build-stage image: it is this run's to remove.
-    for image in engine.images(labels=[STAGE_LABEL]):
-        if image["Id"] not in stages:
-            engine.remove_image(image["Id"], force=True)
-    return seconds, tag
+    return time.monotonic() - started, tag
 
 
 def start_and_stop(engine: Engine, image: str) -> tuple[float, float]:
-    uid = random.randint(100_000, 2_000_000_000)
-    started = time.monotonic()
-    cid = engine.create_container(
-        image,
-        user=f"{uid}:0",
-        environment={"JUPYTER_TOKEN": TOKEN},
-        labels=LABELS,
-        ports=[8888],
-        host_config={"port_bindings": {8888: ("127.0.0.1",)}},
+    spec = restricted.container_spec(
+        image, uid=restricted.random_uid(), env={"JUPYTER_TOKEN": TOKEN}, labels=BENCH_LABELS
     )
+    started = time.monotonic()
+    cid = engine.create_container(spec)
     try:
         engine.start(cid)
-        port = engine.inspect_container(cid)["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"]
-        base = f"http://127.0.0.1:{port}"
-        ready = None
-        for _ in range(600):  # at most 60 s
-            if status(f"{base}/api/status?token={TOKEN}") == 200:
-                ready = time.monotonic() - started
-                break
-            time.sleep(0.1)
-        if ready is None:
+        port = restricted.published_port(engine.inspect_container(cid), restricted.SERVER_PORT)
+        assert port is not None
+        ready = restricted.wait_ready(engine, cid, port, timeout=60)
+        if not ready.ready:
             raise SystemExit(f"the server in {cid[:12]} did not answer within 60 s")
-        # A kernel, so that the stop also has to end it.
-        if status(f"{base}/api/kernels?token={TOKEN}", "POST") != 201:
+        seconds = time.monotonic() - started
+        kernel = restricted.http_request(port, f"/api/kernels?token={TOKEN}", method="POST")
+        if kernel.status != 201:
             raise SystemExit("could not start a kernel")
         stop_started = time.monotonic()
-        engine.stop(cid, timeout=10)
-        return ready, time.monotonic() - stop_started
+        engine.stop(cid, timeout=restricted.STOP_GRACE)
+        return seconds, time.monotonic() - stop_started
     finally:
         engine.remove_container(cid)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--image", default="", help="measure this image; skip the cold build")
-    parser.add_argument("--cold-runs", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(defaults.VARIANTS))
+    parser.add_argument("--cold", action="store_true", help="minimal with no build cache first")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     figures: dict[str, object] = {}
+    built: list[str] = []
     with Engine.connect() as engine:
-        image = args.image
-        built: list[str] = []
+        stages = {i.id for i in engine.images(labels=[labels.BUILD_STAGE])}
         try:
-            if not image:
-                times = []
-                for _ in range(args.cold_runs):
-                    seconds, tag = cold_build(engine)
-                    times.append(seconds)
-                    built.append(tag)
-                    print(f"cold build: {seconds:.1f} s", file=sys.stderr)
-                figures["cold_build_s_median"] = round(statistics.median(times), 1)
-                image = built[-1]
-            figures["image"] = image
-            figures["image_size_mb"] = round(engine.inspect_image(image)["Size"] / 1e6, 1)
+            if args.cold:
+                seconds, tag = build_variant(engine, "minimal", nocache=True)
+                built.append(tag)
+                figures["minimal_cold_build_s"] = round(seconds, 1)
+            for variant in args.variants:
+                seconds, tag = build_variant(engine, variant)
+                built.append(tag)
+                size = engine.inspect_image(tag).size
+                figures[variant] = {
+                    "build_s": round(seconds, 1),
+                    "size_mb": round(size / 1e6, 1),
+                    "docker_stacks": DOCKER_STACKS.get(variant, ""),
+                }
+                print(f"{variant}: {seconds:.0f} s, {size / 1e6:.0f} MB", file=sys.stderr)
             starts, stops = [], []
             for _ in range(args.runs):
-                ready, stop = start_and_stop(engine, image)
+                ready, stop = start_and_stop(engine, built[-len(args.variants)])
                 starts.append(ready)
                 stops.append(stop)
-                print(f"start {ready:.2f} s, stop {stop:.2f} s", file=sys.stderr)
             figures["run_to_api_status_s_median"] = round(statistics.median(starts), 2)
             figures["docker_stop_s_median"] = round(statistics.median(stops), 2)
-            figures["runs"] = args.runs
         finally:
             for tag in built:
                 engine.remove_image(tag, force=True)
+            for image in engine.images(labels=[labels.BUILD_STAGE]):
+                if image.id not in stages and not image.tags:
+                    engine.remove_image(image.id, force=True)
     print(json.dumps(figures, indent=2))
 
 

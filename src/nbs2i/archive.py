@@ -33,12 +33,13 @@ brings back what an earlier pattern left out (the last matching line wins).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -518,6 +519,32 @@ def _clean_name(name: str) -> str:
     if ".." in path.parts or not path.parts:
         raise ValueError(f"archive entry name {name!r} must be a relative path without '..'")
     return "/".join(p for p in path.parts if p != ".")
+
+
+def readable(chunks: Iterable[bytes], buffer: int = CHUNK) -> io.BufferedReader:
+    """A read-once file over a stream of byte chunks (an engine's tar stream), for
+    tarfile's stream mode: read as it arrives, never held whole."""
+    return io.BufferedReader(_ChunkReader(chunks), buffer_size=buffer)
+
+
+class _ChunkReader(io.RawIOBase):
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = chunk
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
 
 
 def tar_stream(

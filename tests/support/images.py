@@ -25,9 +25,11 @@ def dockerfile_context(dockerfile: str, files: dict[str, bytes] | None = None) -
     return buffer.getvalue()
 
 
-def build_dockerfile(engine: Docker, tag: str, dockerfile: str) -> str:
-    """`docker build` of a Dockerfile (no other context) tagged `tag`."""
-    spec = BuildSpec(context=dockerfile_context(dockerfile), tag=tag, labels=LABELS)
+def build_dockerfile(
+    engine: Docker, tag: str, dockerfile: str, files: dict[str, bytes] | None = None
+) -> str:
+    """`docker build` of a Dockerfile (and any extra files) tagged `tag`."""
+    spec = BuildSpec(context=dockerfile_context(dockerfile, files), tag=tag, labels=LABELS)
     log: list[str] = []
     for event in engine.build(spec):
         if event.error:

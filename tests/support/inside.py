@@ -5,18 +5,16 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
+from nbs2i.archive import readable
 from nbs2i.engine import ContainerSpec, Docker, Leftovers
 from tests.support.session import LABELS
 
 
-def run_in_image(
-    engine: Docker, image: str, cmd: list[str], user: str = "", timeout: float = 300
-) -> tuple[int, str]:
-    """Run cmd in a throwaway container of image (entrypoint cleared); (exit code, output)."""
+def run_to_end(engine: Docker, spec: ContainerSpec, timeout: float) -> tuple[int, str]:
+    """Run a throwaway container to its end; (exit code, output). Removed after."""
     leftovers = Leftovers(engine)
-    spec = ContainerSpec(image, command=tuple(cmd), entrypoint=(), user=user, labels=LABELS)
     try:
         cid = leftovers.container(engine.create_container(spec))
         out = engine.attach(cid)
@@ -27,31 +25,17 @@ def run_in_image(
         leftovers.remove_all()
 
 
-class ChunkReader(io.RawIOBase):
-    """A read-once file over an iterator of byte chunks (an engine stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buffer = chunk
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
+def run_in_image(
+    engine: Docker, image: str, cmd: list[str], user: str = "", timeout: float = 300
+) -> tuple[int, str]:
+    """Run cmd in a throwaway container of image (entrypoint cleared); (exit code, output)."""
+    spec = ContainerSpec(image, command=tuple(cmd), entrypoint=(), user=user, labels=LABELS)
+    return run_to_end(engine, spec, timeout)
 
 
 def layers(engine: Docker, image: str) -> Iterator[tuple[str, tarfile.TarFile]]:
     """(name, open tar) of each layer of `docker save image`, one at a time."""
-    stream = io.BufferedReader(ChunkReader(engine.export_image(image)), buffer_size=1 << 20)
+    stream = readable(engine.export_image(image))
     with tarfile.open(fileobj=stream, mode="r|") as outer:
         for member in outer:
             if member.name.endswith("layer.tar") or member.name.startswith("blobs/"):
@@ -99,7 +83,7 @@ class _Hashing(io.RawIOBase):
 def top_layer(engine: Docker, image: str) -> list[tarfile.TarInfo]:
     """The entries of the image's newest layer (found by its diff id)."""
     wanted = engine.inspect_image(image).layers[-1]
-    stream = io.BufferedReader(ChunkReader(engine.export_image(image)), buffer_size=1 << 20)
+    stream = readable(engine.export_image(image))
     with tarfile.open(fileobj=stream, mode="r|") as outer:
         for member in outer:
             data = outer.extractfile(member)
@@ -126,12 +110,4 @@ def run_restricted(
     spec = replace(
         restricted.container_spec(image, uid=uid, labels=LABELS), command=tuple(cmd), ports=()
     )
-    leftovers = Leftovers(engine)
-    try:
-        cid = leftovers.container(engine.create_container(spec))
-        out = engine.attach(cid)
-        engine.start(cid)
-        text = b"".join(out).decode("utf-8", "replace")
-        return engine.wait(cid, timeout=timeout), text
-    finally:
-        leftovers.remove_all()
+    return run_to_end(engine, spec, timeout)

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import websocket
@@ -120,8 +121,10 @@ class Api:
         )
         try:
             msg_id = uuid.uuid4().hex
-            conn.send(json.dumps(_execute_request(msg_id, code)))
-            return _kernel_output(conn, msg_id, timeout)
+            conn.send(json.dumps(execute_request(msg_id, code)))
+            run = collect(conn, msg_id, timeout)
+            assert not run.error, f"kernel error: {run.error}"
+            return run.stdout
         finally:
             conn.close()
 
@@ -149,7 +152,15 @@ class Api:
             conn.close()
 
 
-def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KernelRun:
+    stdout: str
+    status: str  # "ok" or "error"
+    error: str = ""
+
+
+def execute_request(msg_id: str, code: str) -> dict[str, Any]:
+    """An execute_request message of the kernel protocol, on the shell channel."""
     return {
         "header": {
             "msg_id": msg_id,
@@ -173,13 +184,14 @@ def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
     }
 
 
-def _kernel_output(conn: websocket.WebSocket, msg_id: str, timeout: float) -> str:
-    # The reply (shell channel) may overtake the output (iopub channel): the
-    # output is complete once iopub says the kernel is idle again.
+def collect(conn: websocket.WebSocket, msg_id: str, timeout: float) -> KernelRun:
+    """What the kernel answered msg_id. The reply (shell channel) may overtake the
+    output (iopub channel): the output is complete once iopub says idle again."""
     out: list[str] = []
-    replied = idle = False
+    status, error = "", ""
+    idle = False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not (replied and idle):
+    while time.monotonic() < deadline and not (status and idle):
         msg = json.loads(conn.recv())
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
@@ -187,11 +199,12 @@ def _kernel_output(conn: websocket.WebSocket, msg_id: str, timeout: float) -> st
         if kind == "stream" and msg["content"]["name"] == "stdout":
             out.append(msg["content"]["text"])
         elif kind == "error":
-            raise AssertionError("kernel error: " + "\n".join(msg["content"]["traceback"]))
-        replied = replied or kind == "execute_reply"
+            error = "\n".join(msg["content"]["traceback"])
+        elif kind == "execute_reply":
+            status = msg["content"]["status"]
         idle = idle or (kind == "status" and msg["content"]["execution_state"] == "idle")
-    assert replied and idle, f"no execute_reply within {timeout}s"
-    return "".join(out)
+    assert status and idle, f"no execute_reply within {timeout}s"
+    return KernelRun("".join(out), status, error)
 
 
 # -- notebooks as JSON ---------------------------------------------------------------

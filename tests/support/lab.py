@@ -14,14 +14,14 @@ import base64
 import html
 import json
 import re
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 import websocket
+
+from tests.support.jupyter import KernelRun, collect, execute_request
 
 HTTP_SECONDS = 30.0
 KERNEL_SECONDS = 60.0
@@ -41,13 +41,6 @@ def http_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # never a proxy: everything is on 127.0.0.1
     return session
-
-
-@dataclass(frozen=True)
-class KernelRun:
-    stdout: str
-    status: str  # "ok" or "error"
-    error: str = ""
 
 
 class Lab:
@@ -168,57 +161,7 @@ class Lab:
         )
         try:
             msg_id = uuid.uuid4().hex
-            conn.send(json.dumps(_execute_request(msg_id, code)))
-            return _collect(conn, msg_id, timeout)
+            conn.send(json.dumps(execute_request(msg_id, code)))
+            return collect(conn, msg_id, timeout)
         finally:
             conn.close()
-
-
-def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
-    return {
-        "header": {
-            "msg_id": msg_id,
-            "username": "student",
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-        "buffers": [],
-    }
-
-
-def _collect(conn: websocket.WebSocket, msg_id: str, timeout: float) -> KernelRun:
-    """Messages answering msg_id until the reply and iopub's idle (either may come first)."""
-    out: list[str] = []
-    status, error = "", ""
-    idle = False
-    deadline = time.monotonic() + timeout
-    for _ in range(10_000):
-        if time.monotonic() > deadline:
-            break
-        msg = json.loads(conn.recv())
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["header"]["msg_type"]
-        if kind == "stream":
-            out.append(msg["content"]["text"])
-        elif kind == "error":
-            error = "\n".join(msg["content"]["traceback"])
-        elif kind == "execute_reply":
-            status = msg["content"]["status"]
-        elif kind == "status" and msg["content"]["execution_state"] == "idle":
-            idle = True
-        if status and idle:
-            return KernelRun("".join(out), status, error)
-    raise LabError(f"no execute_reply within {timeout:.0f}s")

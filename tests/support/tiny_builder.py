@@ -12,10 +12,8 @@ TINY_NET=1 lists the network interfaces, TINY_FAIL_DEPS=1 fails the deps phase.
 
 from __future__ import annotations
 
-from nbs2i.engine import BuildSpec, Docker
-from nbs2i.errors import BuildError
-from tests.support.images import dockerfile_context
-from tests.support.session import LABELS
+from nbs2i.engine import Docker
+from tests.support.images import build_dockerfile
 
 ASSEMBLE = r"""#!/bin/sh
 # tiny assemble: move the source into place, fake a dependency install.
@@ -92,10 +90,4 @@ SCRIPTS = {"assemble": ASSEMBLE, "run": RUN, "save-artifacts": SAVE_ARTIFACTS, "
 
 def build_tiny_builder(engine: Docker, tag: str) -> str:
     files = {f"bin/{name}": text.encode() for name, text in SCRIPTS.items()}
-    spec = BuildSpec(dockerfile_context(DOCKERFILE, files), tag, labels=LABELS)
-    log: list[str] = []
-    for event in engine.build(spec):
-        if event.error:
-            raise BuildError(f"tiny builder build failed: {event.error}", details="".join(log))
-        log.append(event.stream)
-    return tag
+    return build_dockerfile(engine, tag, DOCKERFILE, files)

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from nbs2i import __version__, ca, labels
-from nbs2i.archive import TarFile, files_tar, tar_stream
+from nbs2i.archive import TarFile, files_tar, readable, tar_stream
 from nbs2i.build import plan as planning
 from nbs2i.build.assemble import APT_SCRIPT
 from nbs2i.build.request import BuildRequest, check
@@ -48,24 +48,6 @@ ASSUMED = ImageInfo(
         },
     ),
 )
-
-
-class _Reader:
-    """A file-like object over an iterator of chunks, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buf = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buf += chunk
-        cut = len(self._buf) if size < 0 else size
-        out, self._buf = self._buf[:cut], self._buf[cut:]
-        return out
 
 
 def builder_info(builder: str, reporter: Reporter) -> ImageInfo:
@@ -99,7 +81,7 @@ def _keep_group_write(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
 
 
 def _unpack(stream: Iterable[bytes], into: Path) -> None:
-    with tarfile.open(fileobj=_Reader(stream), mode="r|") as tar:  # type: ignore[arg-type]
+    with tarfile.open(fileobj=readable(stream), mode="r|") as tar:
         tar.extractall(into, filter=_keep_group_write, numeric_owner=True)
 
 

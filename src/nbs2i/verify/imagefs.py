@@ -9,12 +9,12 @@ root, nothing runs at all.
 
 from __future__ import annotations
 
-import io
 import posixpath
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from nbs2i.archive import readable
 from nbs2i.engine import ContainerSpec, Docker
 
 # Files bigger than this are never read into memory, whatever was asked.
@@ -138,28 +138,6 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "other"
 
 
-class _ChunkReader(io.RawIOBase):
-    """A read-once file over an iterator of byte chunks (the engine's stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
-
-
 class _Scan:
     """What one pass over the tar collects."""
 
@@ -214,7 +192,7 @@ def scan_tar(
     """Scan a tar stream once. `want`: paths whose entries to keep (directories
     and symlinks are always kept); `read`: small files whose text to keep."""
     scan = _Scan(want, read)
-    stream = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
+    stream = readable(chunks)
     with tarfile.open(fileobj=stream, mode="r|") as archive:
         for member in archive:
             scan.add(member, archive)
