@@ -57,6 +57,7 @@ class GitDaemon:
         return f"git://{HOST}:{self.port}/{name}"
 
     def __enter__(self) -> GitDaemon:
+        self.base.mkdir(parents=True, exist_ok=True)
         # The port is free when picked; another process may take it before the
         # daemon binds it, so a daemon that exits at once is started again.
         for _attempt in range(3):
