@@ -9,7 +9,6 @@ Every build is bounded in time: a hang fails the test instead of the run.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +38,7 @@ def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def timed(box: Sandbox, args: list[str], budget: float) -> tuple[Result, float]:
     started = time.monotonic()
-    try:
-        result = box.nbs2i(*args, timeout=budget)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"nbs2i build was still busy after {budget} s (killed)", pytrace=False)
+    result = box.nbs2i(*args, timeout=budget)
     return result, time.monotonic() - started
 
 

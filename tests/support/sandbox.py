@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +45,17 @@ class Sandbox:
     def nbs2i(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
     ) -> cli.Result:
-        return cli.nbs2i(*args, env={**self.env, **(env or {})}, timeout=timeout)
+        """`nbs2i ARGS` in this sandbox. Still busy after `timeout` s: stopped as a
+        user would stop it (SIGTERM, so it cleans up; SIGKILL 15 s later) and the
+        test fails saying so."""
+        run = cli.Running(*args, env={**self.env, **(env or {})})
+        try:
+            run.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            run.signal(signal.SIGTERM)
+            run.finish(timeout=15)
+            pytest.fail(f"nbs2i {' '.join(args[:1])} was still busy after {timeout} s", False)
+        return run.finish(timeout=15)
 
     def running(self, *args: str, env: Mapping[str, str] | None = None) -> cli.Running:
         return cli.Running(*args, env={**self.env, **(env or {})})
