@@ -31,6 +31,7 @@ from tests.support.tracker import Tracker
 
 PARALLEL = 4
 BUDGET = 240
+DEPS_ROUNDS = 3
 
 
 @pytest.fixture
@@ -146,11 +147,23 @@ def test_four_written_layer_builds_of_one_tag(
     assert len({m[:19] if m.startswith("sha256:") else f"sha256:{m}" for m in made}) == 1
 
 
+# The dependency phase waits a little, so that all four builds are making the
+# layer at once, as they would with a real `pip install`.
+SLOW_DEPS = """#!/bin/sh
+if [ "${NBS2I_ASSEMBLE_PHASE:-}" = deps ]; then sleep 3; fi
+exec /usr/libexec/s2i/assemble
+"""
+
+
 def test_four_builds_that_all_make_the_dependency_layer(
     box: Sandbox, engine: Docker, tiny_builder: str, tmp_path: Path
 ) -> None:
-    src = notebook_tree(tmp_path / "src")
-    write(src, "requirements.txt", f"# {tmp_path.name}\nnumpy\n")
-    ref = box.image(tag("parallel-deps"))
-    finished = run_parallel(box, box.build_args(str(src), ref, tiny_builder), tmp_path)
-    assert_parallel_builds(engine, ref, finished)
+    # Which loser's layer is left depends on who commits when: a few rounds, each
+    # with a layer of its own to make, so that a leftover shows when there is one.
+    for round_ in range(DEPS_ROUNDS):
+        src = notebook_tree(tmp_path / f"src{round_}")
+        write(src, "requirements.txt", f"# {tmp_path.name} {round_}\nnumpy\n")
+        write(src, ".s2i/bin/assemble", SLOW_DEPS, mode=0o755)
+        ref = box.image(tag(f"parallel-deps{round_}"))
+        finished = run_parallel(box, box.build_args(str(src), ref, tiny_builder), tmp_path)
+        assert_parallel_builds(engine, ref, finished)
