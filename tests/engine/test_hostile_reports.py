@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,10 +94,7 @@ def test_an_interrupted_build_emits_an_event(
     )
     run = box.running(*args)
     # With --json the progress is on stdout: wait there for assemble to sleep.
-    deadline = time.monotonic() + 60
-    while "sleeping" not in "".join(run._stdout) and time.monotonic() < deadline:
-        assert run.proc.poll() is None, "the build ended before assemble slept"
-        time.sleep(0.1)
+    run.wait_for("sleeping", timeout=60, stream="stdout")
     run.signal(signal.SIGTERM)
     result = run.finish(timeout=30)
     assert result.code == 130, result.stderr

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i import labels, signals
+from nbs2i import interrupts, labels
 from nbs2i.build import tagging
 from nbs2i.engine import Docker, Engine, ImageConfig, ImageInfo
 from nbs2i.errors import NotFound
@@ -205,7 +205,7 @@ def test_a_signal_while_the_tag_moves_is_held_and_the_message_is_true(
 
     with (
         held_until_done(),
-        signals.stop_on_signals(),
+        interrupts.interrupting(),
         pytest.raises(tagging.BuildInterrupted) as caught,
     ):
         tagging.replace(fake, "course:1", signal_then(signum, move))  # type: ignore[arg-type]
@@ -216,13 +216,14 @@ def test_a_signal_while_the_tag_moves_is_held_and_the_message_is_true(
     assert fake.tags["course:1"] == new
 
 
-def test_a_signal_after_the_tag_moved_still_interrupts(guarded: None) -> None:
-    # Held signals are acted on, not dropped: the next step sees the interrupt.
-    with signals.stop_on_signals(), pytest.raises(KeyboardInterrupt):
-        with signals.held():
-            pass
+def test_a_held_signal_is_acted_on_once_the_step_is_done(guarded: None) -> None:
+    # Held, not dropped: the interrupt comes as soon as the step has finished.
+    finished = []
+    with interrupts.interrupting(), pytest.raises(KeyboardInterrupt), interrupts.deferred():
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(1)
+        time.sleep(0.05)
+        finished.append(True)
+    assert finished == [True]
 
 
 class SignalOnCommit:
@@ -263,7 +264,7 @@ def test_an_interrupted_commit_on_the_real_engine_says_where_the_tag_points(
     wrapped = SignalOnCommit(engine, signal.SIGTERM)
     with (
         held_until_done(),
-        signals.stop_on_signals(),
+        interrupts.interrupting(),
         pytest.raises(tagging.BuildInterrupted) as caught,
     ):
         build(wrapped, request)  # type: ignore[arg-type]

@@ -186,7 +186,7 @@ def layer_builder(engine: Docker, tiny: str, tag: str) -> str:
     of a real build, in seconds."""
     from nbs2i import labels
     from nbs2i.builder import shipped_assemble_digest
-    from tests.support.tiny_builder import derived
+    from tests.support.images import derived
 
     dirs = "/opt 0:0 0755;/opt/app-root 1001:0 0775;/opt/app-root/src 1001:0 0775"
     lines = (
