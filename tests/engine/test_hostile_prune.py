@@ -39,7 +39,10 @@ from tests.support.session import LABELS, SESSION_FILTER, tag
 ORPHANS_ONLY = (
     "import sys\n"
     "from nbs2i import cli, prune\n"
-    "prune._caches = lambda engine: []\n"
+    "orphans = prune.find_orphans  # renamed? fail here, never fall back to all\n"
+    "prune.find = lambda engine, temp_root=None: orphans(engine, temp_root)\n"
+    "remove = prune.remove  # and no image, whatever lists it\n"
+    "prune.remove = lambda engine, items: remove(engine, [i for i in items if i.kind != 'image'])\n"
     "sys.argv = ['nbs2i', 'prune', *sys.argv[1:]]\n"
     "cli.main()\n"
 )
