@@ -22,7 +22,8 @@ from nbs2i.engine import Engine
 from tests.support.builds import SAMPLES, Events, request
 from tests.support.cli import Running, nbs2i
 from tests.support.gitrepo import git, make_repo, one_notebook
-from tests.support.inside import find_in_layers, run_in_image
+from tests.support.inside import run_in_image
+from tests.support.layers import find_in_layers
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import LABELS, SESSION_FILTER, SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker

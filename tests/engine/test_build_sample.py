@@ -23,7 +23,8 @@ from tests.support.builds import SAMPLES, Events
 from tests.support.builds import request as build_request
 from tests.support.cli import Running
 from tests.support.gitrepo import git, make_repo, one_notebook
-from tests.support.inside import find_in_layers, run_in_image, top_layer
+from tests.support.inside import run_in_image
+from tests.support.layers import find_in_layers, top_layer
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import SESSION_FILTER, SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker

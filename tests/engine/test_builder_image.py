@@ -31,8 +31,8 @@ import pytest
 from nbs2i import restricted
 from nbs2i.builder import CA_BUNDLE_MARKER, CA_BUNDLE_NAME
 from nbs2i.engine import ContainerSpec, Engine, Mount
-from tests.support.inside import find_in_layers
 from tests.support.jupyter import Api
+from tests.support.layers import find_in_layers
 from tests.support.poll import until
 from tests.support.session import LABELS, tag
 from tests.support.tracker import Tracker

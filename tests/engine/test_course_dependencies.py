@@ -18,7 +18,8 @@ from nbs2i.engine import Engine
 from tests.support.builds import Events
 from tests.support.builds import request as build_request
 from tests.support.cli import fails, nbs2i
-from tests.support.inside import find_in_layers, run_restricted
+from tests.support.inside import run_restricted
+from tests.support.layers import find_in_layers
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker

@@ -50,11 +50,16 @@ def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def nbs2i(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 300, stdin: str = ""
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+    stdin: str = "",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Result:
-    """`nbs2i ARGS...`, waited for."""
+    """`nbs2i ARGS...`, waited for (in `cwd`, when a test gives relative paths)."""
     done = subprocess.run(
         command(*args),
+        cwd=cwd,
         capture_output=True,
         text=True,
         env=environment(env),

@@ -1,38 +1,18 @@
-"""The newest layer of an image, read from `docker save`: what a build added."""
+"""An image's layers, read from `docker save` in one pass: which entries hold a
+needle (a secret, a CA bundle), and what the newest layer (what a build added)
+holds, contents included. `docker save` of a builder-sized image takes
+seconds, so a test that needs both asks once (`scan`)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nbs2i.archive import readable
 from nbs2i.engine import Docker
-
-
-class _Chunks(io.RawIOBase):
-    """A read-once file over an iterator of byte chunks, hashing what passes."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buffer = chunk
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self.digest.update(self._buffer[:size])
-        self._buffer = self._buffer[size:]
-        return size
 
 
 @dataclass(frozen=True)
@@ -45,33 +25,74 @@ class Entry:
         return self.info.name
 
 
-def _read_layer(data: io.BufferedIOBase) -> tuple[list[Entry], str]:
-    hashing = _Chunks(iter(lambda: data.read(1 << 16), b""))
-    entries = []
+@dataclass(frozen=True)
+class LayerScan:
+    hits: tuple[str, ...]  # "<layer>:<entry>" whose name or content holds a needle
+    top: tuple[Entry, ...]  # the newest layer's entries
+    layers: int
+
+
+class _Hashing(io.RawIOBase):
+    """Reads through to `inner`, hashing what passes (a layer is known by the
+    sha256 of its tar: its diff id)."""
+
+    def __init__(self, inner: io.BufferedIOBase) -> None:
+        self.inner = inner
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(len(target))
+        self.digest.update(data)
+        target[: len(data)] = data
+        return len(data)
+
+
+def scan(engine: Docker, image: str, needles: Sequence[bytes] = ()) -> LayerScan:
+    """Every layer once: the entries that hold a needle, and the newest layer."""
+    top_id = engine.inspect_image(image).layers[-1]
+    hits: list[str] = []
+    top: list[Entry] = []
+    count = 0
+    with tarfile.open(fileobj=readable(engine.export_image(image)), mode="r|") as outer:
+        for member in outer:
+            data = outer.extractfile(member)
+            if data is None or not member.name.endswith("layer.tar"):
+                continue
+            count += 1
+            hashing = _Hashing(data)  # type: ignore[arg-type]
+            entries = _entries(hashing, member.name, needles, hits)
+            hashing.read()  # the end blocks count towards the diff id too
+            if f"sha256:{hashing.digest.hexdigest()}" == top_id:
+                top = entries
+    assert count > 0, f"docker save {image} held no layer"
+    assert top, f"no layer of {image} has the diff id {top_id}"
+    return LayerScan(tuple(hits), tuple(top), count)
+
+
+def _entries(
+    hashing: _Hashing, layer_name: str, needles: Sequence[bytes], hits: list[str]
+) -> list[Entry]:
+    found = []
     with tarfile.open(fileobj=io.BufferedReader(hashing), mode="r|") as layer:
         for info in layer:
             body = None
             if info.isfile():
                 handle = layer.extractfile(info)
                 body = handle.read() if handle else b""
-            entries.append(Entry(info, body))
-    while hashing.read(1 << 16):  # the end blocks count for the diff id too
-        pass
-    return entries, f"sha256:{hashing.digest.hexdigest()}"
+            if any(n in info.name.encode() or n in (body or b"") for n in needles):
+                hits.append(f"{layer_name}:{info.name}")
+            found.append(Entry(info, body))
+    return found
+
+
+def find_in_layers(engine: Docker, image: str, needles: Sequence[bytes]) -> list[str]:
+    """Every layer entry whose name or content holds a needle."""
+    return list(scan(engine, image, needles).hits)
 
 
 def top_layer(engine: Docker, image: str) -> list[Entry]:
-    """The entries (with contents) of the image's newest layer, found by its diff id."""
-    wanted = engine.inspect_image(image).layers[-1]
-    stream = io.BufferedReader(_Chunks(engine.export_image(image)), buffer_size=1 << 20)
-    with tarfile.open(fileobj=stream, mode="r|") as outer:
-        for member in outer:
-            if not member.name.endswith("layer.tar"):
-                continue
-            data = outer.extractfile(member)
-            if data is None:
-                continue
-            entries, diff_id = _read_layer(data)  # type: ignore[arg-type]
-            if diff_id == wanted:
-                return entries
-    raise AssertionError(f"no layer of {image} has the diff id {wanted}")
+    """The entries (with contents) of the image's newest layer."""
+    return list(scan(engine, image).top)
