@@ -102,51 +102,102 @@ def compile_excludes(excludes: Sequence[str]) -> list[re.Pattern[str]]:
     return compiled
 
 
-def glob_regex(glob: str) -> re.Pattern[str]:
-    """One path segment of a glob as a regex, with Go's filepath.Match syntax:
-    `*`, `?`, `[a-z]`, `[^a-z]` (or `[!a-z]`), and `\\` escaping the next character."""
-    out: list[str] = []
-    i, n = 0, len(glob)
-    while i < n:
-        c = glob[i]
-        if c == "\\" and i + 1 < n:
-            out.append(re.escape(glob[i + 1]))
-            i += 2
-            continue
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[" and (end := glob.find("]", i + 2)) != -1:
-            out.append(_glob_class(glob[i + 1 : end]))
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+# A repository's .s2iignore may hold at most this many rules: each is tried on
+# every path of every walk.
+MAX_IGNORE_RULES = 1_000
 
 
-def _glob_class(body: str) -> str:
+@dataclass(frozen=True)
+class _Char:
+    """One character of a glob: a literal, `?`, or a `[...]` class."""
+
+    chars: str = ""  # the literal, or the class's single characters
+    ranges: tuple[tuple[str, str], ...] = ()
+    anything: bool = False  # `?`
+    negate: bool = False
+
+    def matches(self, c: str) -> bool:
+        if self.anything:
+            return True
+        found = c in self.chars or any(lo <= c <= hi for lo, hi in self.ranges)
+        return found != self.negate
+
+
+_STAR = None  # a `*` in a parsed glob
+
+
+@dataclass(frozen=True)
+class Glob:
+    """One path segment of a glob, with Go's filepath.Match syntax: `*`, `?`,
+    `[a-z]`, `[^a-z]` (or `[!a-z]`), and `\\` escaping the next character.
+    Matching is linear in the pattern times the name (no backtracking regex:
+    a repository's pattern must not be able to hang the build)."""
+
+    tokens: tuple[_Char | None, ...]
+
+    @classmethod
+    def parse(cls, glob: str) -> Glob:
+        tokens: list[_Char | None] = []
+        i = 0
+        while i < len(glob):
+            c = glob[i]
+            if c == "\\" and i + 1 < len(glob):
+                tokens.append(_Char(glob[i + 1]))
+                i += 2
+            elif c == "*":
+                if tokens[-1:] != [_STAR]:  # `**` is `*`
+                    tokens.append(_STAR)
+                i += 1
+            elif c == "?":
+                tokens.append(_Char(anything=True))
+                i += 1
+            elif c == "[" and (end := glob.find("]", i + 2)) != -1:
+                tokens.append(_char_class(glob[i + 1 : end]))
+                i = end + 1
+            else:
+                tokens.append(_Char(c))
+                i += 1
+        return cls(tuple(tokens))
+
+    def match(self, name: str) -> bool:
+        """Greedy, going back only to the last `*`: O(len(pattern) * len(name))."""
+        tokens = self.tokens
+        t = n = 0
+        star_t, star_n = -1, 0
+        while n < len(name):
+            token = tokens[t] if t < len(tokens) else False
+            if token is _STAR:
+                star_t, star_n, t = t, n, t + 1
+            elif token and token.matches(name[n]):
+                t, n = t + 1, n + 1
+            elif star_t >= 0:
+                star_n += 1
+                t, n = star_t + 1, star_n
+            else:
+                return False
+        return all(token is _STAR for token in tokens[t:])
+
+
+def _char_class(body: str) -> _Char:
     negate = body[:1] in ("!", "^")
-    if negate:
-        body = body[1:]
+    body = body[1:] if negate else body
     chars: list[str] = []
+    ranges: list[tuple[str, str]] = []
     i = 0
     while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            chars.append("\\" + body[i + 1])
+        c = body[i + 1] if body[i] == "\\" and i + 1 < len(body) else body[i]
+        i += 2 if body[i] == "\\" and i + 1 < len(body) else 1
+        if i + 1 < len(body) and body[i] == "-":
+            ranges.append((c, body[i + 1]))
             i += 2
-            continue
-        chars.append("\\" + c if c in "^[]\\" else c)
-        i += 1
-    return "[" + ("^" if negate else "") + "".join(chars) + "]"
+        else:
+            chars.append(c)
+    return _Char("".join(chars), tuple(ranges), negate=negate)
 
 
 @dataclass(frozen=True)
 class _Rule:
-    parts: tuple[re.Pattern[str], ...]
+    parts: tuple[Glob, ...]
     negate: bool
 
     def matches(self, parts: tuple[str, ...]) -> bool:
@@ -176,7 +227,14 @@ class _Ignore:
         if data is None:
             return cls(())
         text = data.decode("utf-8", errors="surrogateescape")
-        return cls([rule for line in text.splitlines() if (rule := _parse_rule(line))])
+        rules = [rule for line in text.splitlines() if (rule := _parse_rule(line))]
+        if len(rules) > MAX_IGNORE_RULES:
+            raise SourceError(
+                f"{IGNORE_FILE} has {len(rules)} rules, more than the {MAX_IGNORE_RULES} nbs2i "
+                "reads",
+                f"ignore directories rather than files, or use fewer patterns in {IGNORE_FILE}",
+            )
+        return cls(rules)
 
     def ignored(self, parts: tuple[str, ...]) -> bool:
         result = False
@@ -198,7 +256,7 @@ def _parse_rule(line: str) -> _Rule | None:
     parts = tuple(p for p in PurePosixPath(text).parts if p not in (".", ""))
     if not parts:
         return None
-    return _Rule(tuple(glob_regex(p) for p in parts), negate)
+    return _Rule(tuple(Glob.parse(p) for p in parts), negate)
 
 
 def _scan(root: Path, parts: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -226,7 +284,7 @@ def _scan(root: Path, parts: tuple[str, ...]) -> list[tuple[str, str]]:
 def _verdict(
     regexes: Sequence[re.Pattern[str]], ignore: _Ignore, child: tuple[str, ...], kind: str
 ) -> str:
-    """"take" an entry, "skip" it, or "hold" an ignored directory that a `!` rule
+    """ "take" an entry, "skip" it, or "hold" an ignored directory that a `!` rule
     may bring something back from."""
     if any(rx.search("/".join(child)) for rx in regexes):
         return "skip"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from nbs2i.errors import UsageError
 
+# The longest repository name an engine accepts (Docker's NameTotalLengthMax).
+NAME_MAX = 255
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # Docker's grammar for one path component of a repository, and for a tag.
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -40,6 +42,8 @@ class ImageRef:
             repository = f"{head}/{name}" if head else name
             if not _TAG.fullmatch(tag):
                 raise _bad(ref, f"the tag {tag!r} is not a valid tag")
+        if len(repository) > NAME_MAX:
+            raise _bad(ref, f"the name is longer than {NAME_MAX} characters")
         _check_repository(ref, repository)
         return cls(repository, tag, digest)
 

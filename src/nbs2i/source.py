@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -45,13 +46,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 from nbs2i.errors import SourceError
-
-if TYPE_CHECKING:  # GitPython is imported lazily: it fails at import when git is missing.
-    import git
 
 # `user@host:path`, Git's scp-like syntax for ssh.
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+:")
@@ -69,6 +65,8 @@ _USER_VAR = "NBS2I_GIT_USERNAME"
 _PASSWORD_VAR = "NBS2I_GIT_PASSWORD"
 # Temp directories of clones: the pid tells `nbs2i prune` whether their owner lives.
 CLONE_PREFIX = "nbs2i-src-"
+# A clone (or fetch) that takes longer than this is stopped.
+GIT_SECONDS = 600
 
 # Protocols Git may use; `file` only for a file:// source (see module docstring).
 _NETWORK_PROTOCOLS = "https:http:ssh:git"
@@ -154,8 +152,29 @@ def clean_context_dir(context_dir: str) -> str:
 
 
 def redact(url: str) -> str:
-    """A URL with any user:password@ part masked, fit for messages and labels."""
+    """A location fit for messages and labels: any user:password@ masked, whatever
+    characters the password holds."""
+    if _URL.match(url):
+        userinfo, at, _host = urllib.parse.urlsplit(url).netloc.rpartition("@")
+        if at:
+            return url.replace(userinfo + "@", "***@", 1)
     return _CREDENTIALS.sub(r"\1***@", url)
+
+
+def check_location(location: str) -> None:
+    """Refuse, without echoing it, an http(s) URL whose password holds a raw '/',
+    '?' or '#': a URL parser ends the host there, and the rest of the password
+    would travel on as a path, into git's arguments and into messages."""
+    scheme, sep, rest = location.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return
+    netloc = urllib.parse.urlsplit(location).netloc
+    before, at, _after = rest.rpartition("@")
+    if at and "@" not in netloc and ":" in before:
+        raise SourceError(
+            "the source URL's password holds '/', '?' or '#' (or its path an '@')",
+            "percent-encode them in the URL (%2F, %3F, %23, %40), or use a git credential helper",
+        )
 
 
 @dataclass(frozen=True)
@@ -214,20 +233,57 @@ def git_environment(url: str) -> dict[str, str]:
     return env
 
 
-def summarize_git_error(exc: BaseException) -> str:
+def summarize_git_error(stderr: str) -> str:
     """One line from git's stderr: its first fatal/error line, else its last line."""
-    stderr = str(getattr(exc, "stderr", "") or exc)
-    # GitPython shows stderr as "  stderr: 'fatal: ...'": drop that wrapping.
-    lines = [
-        ln.strip().removeprefix("stderr:").strip().strip("'\"").strip()
-        for ln in stderr.splitlines()
-    ]
-    lines = [ln for ln in lines if ln]
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for prefix in ("fatal:", "error:"):
         for ln in lines:
             if ln.startswith(prefix):
                 return redact(ln.removeprefix(prefix).strip())
     return redact(lines[-1]) if lines else "git failed"
+
+
+class GitFailed(Exception):
+    """A git command exited non-zero; its stderr."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def run_git(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    """One git command that may talk to the network; its stdout.
+
+    It runs in a process group of its own, which is killed on any way out of
+    here (an error, Ctrl-C, SIGTERM, SIGHUP, the time limit): a clone stopped
+    half-way leaves no git or git-remote-http behind.
+    """
+    try:
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise SourceError(
+            "git is not installed or not on PATH", "install git (e.g. apt-get install git)"
+        ) from None
+    try:
+        out, err = proc.communicate(timeout=GIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise GitFailed(f"fatal: no answer within {GIT_SECONDS} s") from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.returncode != 0:
+        raise GitFailed(err)
+    return out
 
 
 def read_control_file(root: Path, rel: str, *, limit: int = CONTROL_FILE_LIMIT) -> bytes | None:
@@ -308,17 +364,6 @@ def check_ref_syntax(ref: str) -> None:
         )
 
 
-def _git_module() -> ModuleType:
-    try:
-        import git
-    except ImportError as exc:  # GitPython raises this when no git executable is found
-        raise SourceError(
-            "git is not installed or not on PATH",
-            "install git (e.g. apt-get install git) or set GIT_PYTHON_GIT_EXECUTABLE",
-        ) from exc
-    return git
-
-
 # -- local directory ---------------------------------------------------------
 
 
@@ -360,8 +405,7 @@ _DESCRIBE_FORMAT = "%H%x00%an <%ae>%x00%cI%x00%ct%x00%s"
 
 def describe(path: Path) -> _Commit:
     """HEAD of the Git checkout that holds path; nothing for a plain directory or a
-    repository without commits. One `git log`, so a directory build never loads
-    GitPython."""
+    repository without commits."""
     try:
         done = subprocess.run(
             ["git", "-C", str(path), "log", "-1", f"--format={_DESCRIBE_FORMAT}", "HEAD"],
@@ -437,41 +481,35 @@ def remove_tree(path: Path) -> None:
 
 def _clone(creds: _Credentials, ref: str, dest: Path) -> None:
     """Fetch as little history as gives the asked commit, with submodules."""
-    git = _git_module()
     url = creds.url
     env = {**git_environment(url), **_credential_environment(creds)}
+    shallow = ["--depth", "1", "--single-branch", "--no-tags"]
     try:
         if not ref:
-            repo = git.Repo.clone_from(url, dest, env=env, depth=1, single_branch=True)
+            run_git(["clone", *shallow, "--", url, str(dest)], env)
         else:
             kind, name = _resolve_ref(url, ref, env)
             if kind == "branch-or-tag":
-                repo = git.Repo.clone_from(
-                    url, dest, env=env, depth=1, single_branch=True, branch=ref
-                )
+                run_git(["clone", *shallow, "--branch", ref, "--", url, str(dest)], env)
             else:
-                repo = _fetch_commit(url, name, dest, env)
-    except git.GitCommandError as exc:
+                _fetch_commit(url, name, dest, env)
+    except GitFailed as exc:
         raise SourceError(
-            f"cannot clone {redact(url)}: {summarize_git_error(exc)}", CLONE_FIX
+            f"cannot clone {redact(url)}: {summarize_git_error(exc.stderr)}", CLONE_FIX
         ) from None
-    try:
-        _update_submodules(repo, url, env)
-    finally:
-        repo.close()
+    _update_submodules(dest, url, env)
 
 
 def _resolve_ref(url: str, ref: str, env: dict[str, str]) -> tuple[str, str]:
     """What `ref` is on the remote: ("branch-or-tag", ref), ("ref", ref) for a full
     ref name, or ("commit", sha)."""
-    git = _git_module()
     try:
-        listing = git.Git().execute(["git", "ls-remote", "--", url], env=env)
-    except git.GitCommandError as exc:
+        listing = run_git(["ls-remote", "--", url], env)
+    except GitFailed as exc:
         raise SourceError(
-            f"cannot read {redact(url)}: {summarize_git_error(exc)}", CLONE_FIX
+            f"cannot read {redact(url)}: {summarize_git_error(exc.stderr)}", CLONE_FIX
         ) from None
-    names = {line.split("\t", 1)[1] for line in str(listing).splitlines() if "\t" in line}
+    names = {line.split("\t", 1)[1] for line in listing.splitlines() if "\t" in line}
     if f"refs/heads/{ref}" in names or f"refs/tags/{ref}" in names:
         return "branch-or-tag", ref
     if ref in names:
@@ -485,53 +523,46 @@ def _resolve_ref(url: str, ref: str, env: dict[str, str]) -> tuple[str, str]:
     )
 
 
-def _fetch_commit(url: str, ref: str, dest: Path, env: dict[str, str]) -> git.Repo:
+def _fetch_commit(url: str, ref: str, dest: Path, env: dict[str, str]) -> None:
     """Check out a commit id or a full ref name: shallow if the server allows, else full."""
-    git = _git_module()
     dest.mkdir()
-    repo = git.Repo.init(dest)
+    run_git(["init", "--quiet"], env, dest)
+    run_git(["remote", "add", "origin", "--", url], env, dest)
     try:
-        with repo.git.custom_environment(**env):
-            repo.git.remote("add", "origin", "--", url)
-            try:
-                # Servers that allow fetching a commit by id (GitHub, GitLab, git >= 2.5
-                # with uploadpack.allowReachableSHA1InWant, protocol v2) need one commit.
-                repo.git.fetch("--depth", "1", "origin", "--", ref)
-                target = "FETCH_HEAD"
-            except git.GitCommandError:
-                # Abbreviated ids, or a server that refuses: fetch everything, look it up.
-                repo.git.fetch("--tags", "origin", "--", "+refs/heads/*:refs/remotes/origin/*")
-                target = ref
-            try:
-                sha = repo.git.rev_parse("--verify", "--quiet", f"{target}^{{commit}}")
-            except git.GitCommandError:
-                sha = ""
-            if not sha:
-                raise SourceError(
-                    f"ref {ref} does not exist in {redact(url)}",
-                    "give a branch, tag or commit id that the repository has",
-                )
-            repo.git.checkout("--detach", "--quiet", sha)
-    except BaseException:
-        repo.close()
-        raise
-    return repo
+        # Servers that allow fetching a commit by id (GitHub, GitLab, git >= 2.5
+        # with uploadpack.allowReachableSHA1InWant, protocol v2) need one commit.
+        run_git(["fetch", "--depth", "1", "origin", "--", ref], env, dest)
+        target = "FETCH_HEAD"
+    except GitFailed:
+        # Abbreviated ids, or a server that refuses: fetch everything, look it up.
+        run_git(
+            ["fetch", "--tags", "origin", "--", "+refs/heads/*:refs/remotes/origin/*"], env, dest
+        )
+        target = ref
+    try:
+        sha = run_git(["rev-parse", "--verify", "--quiet", f"{target}^{{commit}}"], env, dest)
+    except GitFailed:
+        sha = ""
+    if not sha.strip():
+        raise SourceError(
+            f"ref {ref} does not exist in {redact(url)}",
+            "give a branch, tag or commit id that the repository has",
+        )
+    run_git(["checkout", "--detach", "--quiet", sha.strip()], env, dest)
 
 
-def _update_submodules(repo: git.Repo, url: str, env: dict[str, str]) -> None:
-    git = _git_module()
-    if not (Path(repo.working_tree_dir) / ".gitmodules").exists():
+def _update_submodules(repo: Path, url: str, env: dict[str, str]) -> None:
+    if not (repo / ".gitmodules").exists():
         return
-    with repo.git.custom_environment(**env):
-        try:
-            repo.git.submodule("update", "--init", "--recursive", "--depth", "1")
-            return
-        except git.GitCommandError:
-            pass  # a pinned commit that is not a branch tip: fetch full history below
-        try:
-            repo.git.submodule("update", "--init", "--recursive")
-        except git.GitCommandError as exc:
-            raise SourceError(
-                f"cannot fetch the submodules of {redact(url)}: {summarize_git_error(exc)}",
-                "check the submodule URLs in .gitmodules and that you can read them",
-            ) from None
+    try:
+        run_git(["submodule", "update", "--init", "--recursive", "--depth", "1"], env, repo)
+        return
+    except GitFailed:
+        pass  # a pinned commit that is not a branch tip: fetch full history below
+    try:
+        run_git(["submodule", "update", "--init", "--recursive"], env, repo)
+    except GitFailed as exc:
+        raise SourceError(
+            f"cannot fetch the submodules of {redact(url)}: {summarize_git_error(exc.stderr)}",
+            "check the submodule URLs in .gitmodules and that you can read them",
+        ) from None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import git
 import pytest
 
 from nbs2i.archive import source_files
@@ -93,7 +93,13 @@ def names(root: Path) -> list[str]:
 
 
 def history_length(root: Path) -> int:
-    return int(git.Repo(root, search_parent_directories=True).git.rev_list("--count", "--all"))
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-list", "--count", "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
 
 
 # -- Git URLs ----------------------------------------------------------------
@@ -384,13 +390,9 @@ def test_file_submodule_of_a_non_file_source_is_refused(
 
 
 def test_summarize_git_error_is_one_line() -> None:
-    exc = git.GitCommandError(
-        ["git", "clone"],
-        128,
-        stderr="Cloning into 'x'...\nremote: hi\nfatal: repository 'https://t:s@h/x' not found\n",
-    )
-    assert summarize_git_error(exc) == "repository 'https://***@h/x' not found"
-    assert summarize_git_error(git.GitCommandError(["git"], 1, stderr="")) != ""
+    stderr = "Cloning into 'x'...\nremote: hi\nfatal: repository 'https://t:s@h/x' not found\n"
+    assert summarize_git_error(stderr) == "repository 'https://***@h/x' not found"
+    assert summarize_git_error("") == "git failed"
 
 
 def test_redact_masks_credentials() -> None:
@@ -418,7 +420,7 @@ def test_temp_dir_removed_on_interrupt_during_clone(
 ) -> None:
     from nbs2i import source
 
-    def interrupted(repo_obj: git.Repo, url: str, env: dict[str, str]) -> None:
+    def interrupted(repo_dir: Path, url: str, env: dict[str, str]) -> None:
         assert any(temp_root.iterdir())  # the clone is on disk by now
         raise KeyboardInterrupt
 
@@ -457,3 +459,31 @@ def test_redact_masks_a_password_holding_an_at_sign() -> None:
     assert (
         redact("fatal: could not read https://u:p@h/x") == "fatal: could not read https://***@h/x"
     )
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie waiting for its reaper is dead."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_git_command_that_runs_too_long_is_killed_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbs2i import source
+
+    monkeypatch.setattr(source, "GIT_SECONDS", 1)
+    pidfile = tmp_path / "pid"
+    # git runs a shell that runs a sleep: a grandchild, as git-remote-http is.
+    hang = f"alias.hang=!sh -c 'echo $$ > {pidfile}; exec sleep 60'"
+    with pytest.raises(source.GitFailed, match="no answer within 1 s"):
+        source.run_git(["-c", hang, "hang"], {}, tmp_path)
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid), "the grandchild of git outlived the time limit"

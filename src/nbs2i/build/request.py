@@ -19,7 +19,7 @@ from nbs2i.errors import UsageError
 from nbs2i.image import parse_uid_range
 from nbs2i.reference import check_tag
 from nbs2i.scripts import check_environment
-from nbs2i.source import check_ref_syntax, clean_context_dir
+from nbs2i.source import check_location, check_ref_syntax, clean_context_dir
 
 DEFAULT_EXCLUDES = (defaults.EXCLUDE,)
 # An injection must not cover what makes the container a container.
@@ -102,6 +102,7 @@ class BuildResult:
 
 def check(request: BuildRequest) -> None:
     """Refuse bad input before any slow step; see the module docstring."""
+    check_location(request.source)
     check_tag(request.tag, "TAG")
     if request.builder:
         check_tag(request.builder, "--builder")
