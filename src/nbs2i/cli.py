@@ -27,17 +27,23 @@ if TYPE_CHECKING:
     from nbs2i.engine import Engine
 
 
+# Control characters a repository's build output could use to rewrite the
+# terminal (escape sequences, carriage returns, bells) are shown as "?".
+_UNPRINTABLE = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)], "?")
+
+
 def human_reporter(quiet: bool = False) -> Reporter:
     """Readable progress on stderr; `output` lines (build logs) hidden when quiet."""
 
     def report(event: Event) -> None:
+        message = event.message.translate(_UNPRINTABLE)
         if event.kind == "output":
             if not quiet:
-                click.echo(event.message, err=True)
+                click.echo(message, err=True)
         elif event.kind == "warning":
-            click.echo(f"warning: {event.message}", err=True)
+            click.echo(f"warning: {message}", err=True)
         elif not quiet or event.kind == "done":
-            click.echo(f"==> {event.message}", err=True)
+            click.echo(f"==> {message}", err=True)
 
     return report
 
@@ -45,6 +51,9 @@ def human_reporter(quiet: bool = False) -> Reporter:
 def json_reporter(event: Event) -> None:
     """One JSON object a line on stdout, for CI logs."""
     click.echo(json.dumps({"event": event.kind, "message": event.message, **event.data}))
+
+
+_INTERRUPTED = "interrupted; everything this run started was removed"
 
 
 @contextlib.contextmanager
@@ -55,6 +64,11 @@ def _json_errors(enabled: bool) -> Iterator[None]:
     except Nbs2iError as exc:
         if enabled:
             json_reporter(Event("error", str(exc), {"problem": exc.problem, "fix": exc.fix}))
+        raise
+    except KeyboardInterrupt:
+        if enabled:
+            data = {"problem": "interrupted", "fix": "run it again"}
+            json_reporter(Event("error", _INTERRUPTED, data))
         raise
 
 
@@ -632,7 +646,7 @@ def run_guarded(fn: Callable[[], Any]) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except (KeyboardInterrupt, click.Abort):
-        click.echo("nbs2i: interrupted; everything this run started was removed", err=True)
+        click.echo(f"nbs2i: {_INTERRUPTED}", err=True)
         return 130
     except SystemExit as exc:
         return _exit_code(exc.code, failure=1)

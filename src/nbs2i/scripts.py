@@ -104,6 +104,19 @@ def parse_scripts_url(url: str, *, allow_file: bool = True) -> tuple[str, str]:
     raise UsageError(f"scripts URL {url!r} is not supported", f"give {allowed}")
 
 
+def given_scripts(scripts_url: str) -> tuple[str, str] | None:
+    """--scripts-url parsed, a file:// directory checked; None when not given."""
+    if not scripts_url:
+        return None
+    given = parse_scripts_url(scripts_url)
+    if given[0] == "file" and not Path(given[1]).is_dir():
+        raise UsageError(
+            f"--scripts-url directory {given[1]} does not exist",
+            "give a directory that holds assemble and run",
+        )
+    return given
+
+
 def destination(image_labels: Mapping[str, str]) -> str:
     """The builder's destination dir (label io.openshift.s2i.destination, default /tmp)."""
     value = image_labels.get(labels.DESTINATION) or DEFAULT_DESTINATION
@@ -121,14 +134,9 @@ def resolve_scripts(
     """Find every script in upstream's order (see the module docstring)."""
     dest = destination(image_labels)
     upload_dir = f"{dest}/scripts" if dest != "/" else "/scripts"
-    given = parse_scripts_url(scripts_url) if scripts_url else None
+    given = given_scripts(scripts_url)
     label = image_labels.get(labels.SCRIPTS_URL, "")
     from_label = parse_scripts_url(label, allow_file=False) if label else None
-    if given and given[0] == "file" and not Path(given[1]).is_dir():
-        raise UsageError(
-            f"--scripts-url directory {given[1]} does not exist",
-            "give a directory that holds assemble and run",
-        )
     found = []
     for name in SCRIPT_NAMES:
         script = _find(name, given, source_root, from_label, upload_dir)
@@ -226,7 +234,9 @@ def check_environment(env: Mapping[str, str]) -> None:
                 "give any UID a name)",
                 f"leave {key} out of the build environment; set it in a kernel or a script instead",
             )
-        if key == "PATH" and not any(p in ("/usr/bin", "/bin") for p in value.split(":")):
+        if key == "PATH" and not any(
+            p.rstrip("/") in ("/usr/bin", "/bin") for p in value.split(":")
+        ):
             raise UsageError(
                 f"PATH={value!r} leaves out /usr/bin: nothing in the image could start",
                 "extend PATH instead of replacing it, e.g. PATH=/my/tools:/opt/app-root/venv/bin:"
@@ -243,9 +253,16 @@ def build_environment(
         data = read_control_file(source_root, SOURCE_ENV_FILE)
         if data is not None:
             result.update(parse_env_lines(_decode(data, SOURCE_ENV_FILE), SOURCE_ENV_FILE))
+    result.update(host_environment(env_files))
+    result.update(env)
+    check_environment(result)
+    return result
+
+
+def host_environment(env_files: Sequence[Path]) -> dict[str, str]:
+    """The -E files of this machine, in order; later wins."""
+    result: dict[str, str] = {}
     for path in env_files:
         data = _read_host_file(Path(path), "environment file")
         result.update(parse_env_lines(_decode(data, str(path)), str(path)))
-    result.update(env)
-    check_environment(result)
     return result

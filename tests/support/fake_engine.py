@@ -44,6 +44,7 @@ class FakeEngine:
     archives: dict[str, list[str]] = field(default_factory=dict)  # container -> member names
     calls: list[str] = field(default_factory=list)
     fail_at: str = ""  # "method" or "method#n": raise EngineError there
+    failure: str = "injected failure"  # the engine's words for it
     exit_code: int = 0  # what every container exits with
     output: bytes = b"working\n"
     push_digest: str = ""  # what a push answers ("": a digest of the reference)
@@ -56,7 +57,7 @@ class FakeEngine:
         self.calls.append(name)
         count = sum(1 for c in self.calls if c == name)
         if self.fail_at in (name, f"{name}#{count}"):
-            raise EngineError(f"injected failure in {name}")
+            raise EngineError(f"{self.failure} in {name}")
 
     def _new_id(self, kind: str) -> str:
         self._counter += 1

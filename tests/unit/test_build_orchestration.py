@@ -180,3 +180,44 @@ def test_a_rebuild_removes_the_image_it_replaced(engine: FakeEngine, course: Pat
 def test_push_after_the_build(engine: FakeEngine, course: Path) -> None:
     result = build(engine, request(course, push=True))
     assert engine.calls[-1] == "push" and result.pushed.startswith("class/w1@sha256:")
+
+
+def test_an_inject_destination_the_engine_refuses_at_start_is_one_line(
+    engine: FakeEngine, course: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("x")
+    engine.fail_at = "start"
+    engine.failure = (
+        "mount /var/lib/docker/volumes/v/_data:/var/lib/docker/overlay2/m: not a directory"
+    )
+    req = request(course, injections=(Injection(secret, "/etc/passwd"),))
+    with pytest.raises(BuildError) as caught:
+        build(engine, req)
+    assert "--inject destination (/etc/passwd)" in str(caught.value)
+    assert "/var/lib/docker" not in str(caught.value)
+    assert engine.live == ([], [])
+
+
+def test_a_build_waits_for_another_that_holds_the_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from nbs2i.build.tagging import tag_lock
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seen: list[str] = []
+    told = threading.Event()
+
+    def second() -> None:
+        with tag_lock("nbs2i-cache/deps:k", told.set):
+            seen.append("held")
+
+    with tag_lock("nbs2i-cache/deps:k"):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert told.wait(10), "the second holder was not told it waits"
+        assert seen == []
+    waiter.join(10)
+    assert seen == ["held"]

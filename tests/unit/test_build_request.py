@@ -60,6 +60,11 @@ def request(**changes: object) -> BuildRequest:
         ({"context_dir": "../up"}, "leaves the repository"),
         ({"ref": "a..b"}, "not a valid Git ref"),
         ({"ca_bundle": Path("/nowhere/ca.pem")}, "--ca-bundle"),
+        ({"scripts_url": "http://example.invalid/s2i"}, "scripts URL"),
+        ({"scripts_url": "file:///nowhere/s2i"}, "does not exist"),
+        ({"env_files": (Path("/nowhere/env"),)}, "does not exist"),
+        ({"source": "https://u:p/w@host/r.git"}, "percent-encode"),
+        ({"tag": "x" * 256}, "not an image reference"),
     ],
 )
 def test_bad_input_is_refused_with_one_line(changes: dict[str, object], words: str) -> None:
@@ -70,7 +75,17 @@ def test_bad_input_is_refused_with_one_line(changes: dict[str, object], words: s
 
 
 def test_a_good_request_passes() -> None:
-    check(request(env=(("PATH", "/my/bin:/usr/bin"),), excludes=(r"(^|/)data(/|$)",)))
+    check(request(env=(("PATH", "/my/bin:/usr/bin/"),), excludes=(r"(^|/)data(/|$)",)))
+
+
+def test_env_files_are_read_and_checked_with_the_env_options(tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("A=1\nLD_PRELOAD=/x.so\n")
+    with pytest.raises(Nbs2iError, match="LD_PRELOAD"):
+        check(request(env_files=(env_file,)))
+    env_file.write_text("PATH=/opt/bin\n")
+    # A later -e PATH fixes what the file got wrong, as it would in the build.
+    check(request(env_files=(env_file,), env=(("PATH", "/opt/bin:/usr/bin"),)))
 
 
 def test_inject_parse(tmp_path: Path) -> None:

@@ -50,3 +50,24 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "No such command" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_build_output_cannot_rewrite_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from nbs2i.cli import human_reporter
+    from nbs2i.progress import Event
+
+    report = human_reporter()
+    report(Event("output", "a\x1b]0;title\x07b\rc\x9bd\te"))
+    report(Event("warning", "two\nlines"))
+    assert capsys.readouterr().err == "a?]0;title?b?c?d\te\nwarning: two\nlines\n"
+
+
+def test_an_interrupt_is_an_error_event_with_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from nbs2i.cli import _json_errors
+
+    with pytest.raises(KeyboardInterrupt), _json_errors(True):
+        raise KeyboardInterrupt
+    event = json.loads(capsys.readouterr().out)
+    assert event["event"] == "error" and event["problem"] == "interrupted"

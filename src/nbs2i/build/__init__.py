@@ -31,7 +31,7 @@ from dataclasses import replace
 
 from nbs2i import registry
 from nbs2i.build import assemble, deps, layer, plan, request, tagging
-from nbs2i.build.plan import BuildPlan, Facts
+from nbs2i.build.plan import BuildPlan, DepsStep, Facts
 from nbs2i.build.request import BuildRequest, BuildResult, Injection
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.engine import Docker, Leftovers
@@ -135,22 +135,32 @@ def _dependency_layer(
     containers: assemble.Containers, the_plan: BuildPlan, source: Source, reporter: Reporter
 ) -> tuple[str, bool, tuple[str, ...]]:
     """(the dependency layer's tag, whether it was reused, the cache images made);
-    ("", False, ...) without one."""
+    ("", False, ...) without one. Builds that need the same layer at once wait
+    for the first one to make it, then reuse it."""
     step = the_plan.deps
     if step is None:
         return "", False, ()
-    engine = containers.engine
-    if engine.image_exists(step.tag):
-        reporter(Event("step", f"Reusing the dependency layer {step.tag}"))
-        return step.tag, True, ()
-    names = ", ".join(rel for rel, _ in step.files)
-    reporter(Event("step", f"Installing {names} into {step.tag}"))
-    containers.inject(the_plan.request.ca_bundle)
+
+    def waiting() -> None:
+        reporter(Event("step", f"Waiting for another build making {step.tag}"))
+
+    with tagging.tag_lock(step.tag, waiting):
+        if containers.engine.image_exists(step.tag):
+            reporter(Event("step", f"Reusing the dependency layer {step.tag}"))
+            return step.tag, True, ()
+        names = ", ".join(rel for rel, _ in step.files)
+        reporter(Event("step", f"Installing {names} into {step.tag}"))
+        containers.inject(the_plan.request.ca_bundle)
+        return _make_dependency_layer(containers, step, source, reporter)
+
+
+def _make_dependency_layer(
+    containers: assemble.Containers, step: DepsStep, source: Source, reporter: Reporter
+) -> tuple[str, bool, tuple[str, ...]]:
     made: tuple[str, ...] = ()
     try:
-        if step.apt is not None and not engine.image_exists(step.apt.tag):
-            assemble.apt_layer(containers, step, reporter)
-            made = (step.apt.tag,)
+        if step.apt is not None:
+            made = _apt_layer(containers, step, reporter)
         assemble.deps_layer(containers, step, source, reporter)
     except BuildError as exc:
         # nbs2i's builder knows the deps phase: its failure is the user's to see.
@@ -167,6 +177,19 @@ def _dependency_layer(
         )
         return "", False, made
     return step.tag, False, (*made, step.tag)
+
+
+def _apt_layer(
+    containers: assemble.Containers, step: DepsStep, reporter: Reporter
+) -> tuple[str, ...]:
+    """The Debian packages' layer, unless it exists; another dependency layer
+    may need the same packages at the same time."""
+    assert step.apt is not None
+    with tagging.tag_lock(step.apt.tag):
+        if containers.engine.image_exists(step.apt.tag):
+            return ()
+        assemble.apt_layer(containers, step, reporter)
+        return (step.apt.tag,)
 
 
 def _without_deps(the_plan: BuildPlan) -> BuildPlan:

@@ -108,6 +108,36 @@ class Containers:
     def labels_for(self, role: str) -> dict[str, str]:
         return {**dict(self.plan.request.container_labels), labels.ROLE: role}
 
+    def run(self, cid: str, path: str, reporter: Reporter, what: str) -> None:
+        """Start, stream the output as "output" events, wait; BuildError with the last
+        lines on failure. A missing script is named as such (checked only then: the
+        check costs a round trip that a good build does not need)."""
+        engine = self.engine
+        out = engine.attach(cid)  # attached before start: no line is missed
+        try:
+            engine.start(cid)
+        except EngineError as exc:
+            # The engine refuses a volume over a file at start, not at create.
+            raise _mount_error(exc, self.mounts) from exc
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        for line in lines(out):
+            tail.append(line)
+            reporter(Event("output", line, {"phase": what}))
+        code = engine.wait(cid)
+        if code == 0:
+            return
+        if not _exists(engine, cid, path):
+            raise BuildError(
+                f"builder {self.plan.builder} has no {PurePosixPath(path).name} script at {path}",
+                "fix the builder's io.openshift.s2i.scripts-url label, give --scripts-url, "
+                "or add .s2i/bin/ scripts to the repository",
+            )
+        raise BuildError(
+            f"{what} failed with exit code {code}",
+            "read its last lines above, fix the repository (or the builder), and build again",
+            details="\n".join(tail),
+        )
+
     def _fill(self, volume: str, inj: Injection, *, is_ca: bool) -> None:
         """Copy an injected file or directory into its volume through a container that
         never starts (the engine mounts volumes for archive uploads)."""
@@ -149,34 +179,6 @@ def _command(script: str, extra_env: Mapping[str, str]) -> list[str]:
     return ["/bin/sh", "-c", f'export {exports}; exec "$0"', script]
 
 
-def run_script(
-    engine: Docker, cid: str, plan: BuildPlan, path: str, reporter: Reporter, what: str
-) -> None:
-    """Start, stream the output as "output" events, wait; BuildError with the last
-    lines on failure. A missing script is named as such (checked only then: the
-    check costs a round trip that a good build does not need)."""
-    out = engine.attach(cid)  # attached before start: no line is missed
-    engine.start(cid)
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    for line in lines(out):
-        tail.append(line)
-        reporter(Event("output", line, {"phase": what}))
-    code = engine.wait(cid)
-    if code == 0:
-        return
-    if not _exists(engine, cid, path):
-        raise BuildError(
-            f"builder {plan.builder} has no {PurePosixPath(path).name} script at {path}",
-            "fix the builder's io.openshift.s2i.scripts-url label, give --scripts-url, "
-            "or add .s2i/bin/ scripts to the repository",
-        )
-    raise BuildError(
-        f"{what} failed with exit code {code}",
-        "read its last lines above, fix the repository (or the builder), and build again",
-        details="\n".join(tail),
-    )
-
-
 def _exists(engine: Docker, cid: str, path: str) -> bool:
     try:
         for _chunk in engine.get_archive(cid, path):
@@ -204,7 +206,7 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
         network=plan.request.network,
     )
     cid = containers.leftovers.container(engine.create_container(spec))
-    run_script(engine, cid, plan, "/bin/sh", reporter, "apt.txt")
+    containers.run(cid, "/bin/sh", reporter, "apt.txt")
     config = plan.builder_config
     engine.commit(cid, deps.apt.tag, config, "nbs2i: Debian packages from apt.txt")
     containers.leftovers.drop(cid)
@@ -227,7 +229,7 @@ def deps_layer(containers: Containers, deps: DepsStep, source: Source, reporter:
         dirs=["src"],
     )
     engine.put_archive(cid, plan.scripts.destination, stream)
-    run_script(engine, cid, plan, plan.assemble.path, reporter, "dependency install")
+    containers.run(cid, plan.assemble.path, reporter, "dependency install")
     engine.commit(cid, deps.tag, deps.config, "nbs2i dependency layer")
     containers.leftovers.drop(cid)
 
@@ -260,7 +262,7 @@ def assemble_image(
     )
     engine.put_archive(cid, dest, stream)
     reporter(Event("step", f"Running assemble as user {plan.user}"))
-    run_script(engine, cid, plan, plan.assemble.path, reporter, "assemble")
+    containers.run(cid, plan.assemble.path, reporter, "assemble")
     return cid, used
 
 

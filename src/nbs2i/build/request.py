@@ -1,9 +1,10 @@
 """What a build is asked to do, and what it made: the values that travel.
 
 `check()` refuses every bad input before anything slow happens (no clone, no
-engine call): the tag's format, the UID range, the pull policy, environment
-names and values, inject destinations, the CA bundle, exclude patterns, the
-ref and context dir syntax.
+engine call): the source URL's credentials, the tag's format, the UID range,
+the pull policy, environment names and values (the -E files read), the
+--scripts-url, inject destinations, the CA bundle, exclude patterns, the ref
+and context dir syntax.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from nbs2i.ca import check_bundle
 from nbs2i.errors import UsageError
 from nbs2i.image import parse_uid_range
 from nbs2i.reference import check_tag
-from nbs2i.scripts import check_environment
+from nbs2i.scripts import check_environment, given_scripts, host_environment
 from nbs2i.source import check_location, check_ref_syntax, clean_context_dir
 
 DEFAULT_EXCLUDES = (defaults.EXCLUDE,)
@@ -112,7 +113,9 @@ def check(request: BuildRequest) -> None:
             f"give one of {', '.join(defaults.PULL_POLICIES)}",
         )
     parse_uid_range(request.allowed_uids)
-    check_environment(dict(request.env))
+    # The user's own files: read now, so a mistake costs no fetch.
+    check_environment({**host_environment(request.env_files), **dict(request.env)})
+    given_scripts(request.scripts_url)
     compile_excludes(request.excludes)
     clean_context_dir(request.context_dir)
     if request.ref:

@@ -33,13 +33,19 @@ def _lock_dir() -> Path:
 
 
 @contextlib.contextmanager
-def tag_lock(tag: str) -> Iterator[None]:
-    """Exclusive while held, for builds of `tag` on this machine."""
+def tag_lock(tag: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive while held, for builds of `tag` on this machine. `on_wait` is
+    called once when another process holds it, before waiting."""
     directory = _lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (hashlib.sha256(tag.encode()).hexdigest()[:32] + ".lock")
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
