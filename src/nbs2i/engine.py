@@ -22,6 +22,7 @@ not when this module is: `nbs2i --help` and `--as-dockerfile` never pay for it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # Retry budget for one engine call: at most this many attempts and seconds.
+# The type bits of a Go os.FileMode, as the engine reports a path's mode.
+_GO_TYPE_BITS = 1 << 31 | 1 << 27 | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19
+_GO_FILE_KINDS = {0: "file", 1 << 31: "dir", 1 << 27: "link"}
 RETRY_ATTEMPTS = 4
 RETRY_SECONDS = 30.0
 # Engine statuses that say "try again", not "you asked for something wrong".
@@ -348,6 +352,7 @@ class Docker(Protocol):
     def attach(self, container: str, *, stderr: bool = True) -> Iterator[bytes]: ...
     def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None: ...
     def get_archive(self, container: str, path: str) -> Iterator[bytes]: ...
+    def path_kind(self, container: str, path: str) -> str: ...
     def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str: ...
     def inspect_container(self, container: str) -> ContainerInfo: ...
     def stop(self, container: str, timeout: int = 10) -> None: ...
@@ -831,6 +836,26 @@ class Engine:
     def get_archive(self, container: str, path: str) -> Iterator[bytes]:
         stream, _stat = self._call(self._api.get_archive, container, path)
         return self._guard(stream)
+
+    def path_kind(self, container: str, path: str) -> str:
+        """What `path` is in a container's file system, without reading it: "dir",
+        "file", "link", "other", or "" when there is nothing."""
+        import base64
+        import urllib.parse
+
+        url = (
+            f"{self._api.base_url}/v{self._api.api_version}/containers/"
+            f"{urllib.parse.quote(container)}/archive"
+        )
+        # HEAD answers the stat header alone; a GET would stream the whole tree.
+        response = self._call(self._api.head, url, params={"path": path})
+        if response.status_code == 404:
+            return ""
+        if response.status_code != 200:
+            raise EngineError(f"the engine answered {response.status_code} for {path}")
+        header = response.headers.get("X-Docker-Container-Path-Stat", "")
+        mode = int(json.loads(base64.b64decode(header) or b"{}").get("mode", 0))
+        return _GO_FILE_KINDS.get(mode & _GO_TYPE_BITS, "other")
 
     def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
         """Commit a container as image `ref` with exactly `config`; the image id."""

@@ -668,22 +668,7 @@ def incremental_builds(
     return runs
 
 
-@pytest.mark.parametrize(
-    "tool",
-    [
-        "s2i",
-        pytest.param(
-            "nbs2i",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="with its dependency layer, nbs2i --incremental still restores the "
-                "previous image's artifacts: the packages land a second time in the notebook "
-                "layer (see the s2i handover note)",
-            ),
-        ),
-        "nbs2i-no-layer",
-    ],
-)
+@pytest.mark.parametrize("tool", ["s2i", "nbs2i", "nbs2i-no-layer"])
 def test_incremental_build_is_no_larger_and_faster(
     incremental_builds: dict[str, Incremental], engine: Engine, tool: str
 ) -> None:
@@ -940,21 +925,25 @@ def test_nbs2i_inject_leaves_no_file(
     assert found.hits == (), found.hits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nbs2i mounts a volume over an --inject destination, hiding what the builder "
-    "has there; s2i copies into it (see the s2i handover note)",
-)
 def test_nbs2i_inject_into_an_existing_directory_keeps_it(
-    made: Tracker, builder: str, sources: Sources
+    engine: Engine, made: Tracker, builder: str, sources: Sources
 ) -> None:
-    """As with s2i, an injected file joins the directory's content: a pip.conf
-    next to the kernel environment's own files, which assemble then uses."""
+    """As with s2i, an injected file joins the directory's content during
+    assemble: a pip.conf next to the kernel environment's own files, which pip
+    installs into. Afterwards the environment is whole and the file is gone."""
     conf = sources.root / "pip-conf-venv"
     conf.mkdir(exist_ok=True)
-    (conf / "pip.conf").write_text("[global]\ntimeout = 30\n")
-    nbs2i_build(
+    (conf / "pip.conf").write_text("[global]\ntimeout = 31\n")
+    built = nbs2i_build(
         made, builder, "nbs2i-inject-venv", str(sources.with_deps),
         "--inject", f"{conf}:/opt/app-root/venv", "--ca-bundle", str(sources.ca_bundle),
         "--no-dependency-layer",
     )  # fmt: skip
+    show_version = f"import {PACKAGE}; print({PACKAGE}.__version__)"
+    code, out = run_in_image(
+        engine, built.image, ["/opt/app-root/venv/bin/python", "-c", show_version]
+    )
+    assert (code, out.strip()) == (0, VERSION), out
+    _, out = run_in_image(engine, built.image, ["sh", "-c", "ls -A /opt/app-root/venv"])
+    assert "pip.conf" not in out and "pyvenv.cfg" in out, out
+    assert scan(engine, built.image, [b"timeout = 31"]).hits == ()

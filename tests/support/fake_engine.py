@@ -40,11 +40,13 @@ class FakeEngine:
 
     store: dict[str, ImageInfo] = field(default_factory=dict)  # images by reference and id
     containers_: dict[str, ContainerSpec] = field(default_factory=dict)
+    created: list[ContainerSpec] = field(default_factory=list)  # every container, in order
     volumes_: dict[str, Mapping[str, str]] = field(default_factory=dict)
     archives: dict[str, list[str]] = field(default_factory=dict)  # container -> member names
     calls: list[str] = field(default_factory=list)
     fail_at: str = ""  # "method" or "method#n": raise EngineError there
     failure: str = "injected failure"  # the engine's words for it
+    paths: dict[str, str] = field(default_factory=dict)  # path_kind answers ("dir" else)
     exit_code: int = 0  # what every container exits with
     output: bytes = b"working\n"
     push_digest: str = ""  # what a push answers ("": a digest of the reference)
@@ -161,6 +163,7 @@ class FakeEngine:
             raise NotFound(f"No such image: {spec.image}")
         cid = self._new_id("c")
         self.containers_[cid] = spec
+        self.created.append(spec)
         self.archives[cid] = []
         return cid
 
@@ -189,6 +192,10 @@ class FakeEngine:
 
     def get_archive(self, container: str, path: str) -> Iterator[bytes]:
         yield b""
+
+    def path_kind(self, container: str, path: str) -> str:
+        self._call("path_kind")
+        return self.paths.get(path, "dir")
 
     def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
         self._call("commit")

@@ -182,21 +182,32 @@ def test_push_after_the_build(engine: FakeEngine, course: Path) -> None:
     assert engine.calls[-1] == "push" and result.pushed.startswith("class/w1@sha256:")
 
 
-def test_an_inject_destination_the_engine_refuses_at_start_is_one_line(
-    engine: FakeEngine, course: Path, tmp_path: Path
+@pytest.mark.parametrize(("kind", "words"), [("file", "a file"), ("link", "a link")])
+def test_an_inject_destination_that_is_not_a_directory_is_refused_first(
+    engine: FakeEngine, course: Path, tmp_path: Path, kind: str, words: str
 ) -> None:
     secret = tmp_path / "token"
     secret.write_text("x")
-    engine.fail_at = "start"
-    engine.failure = (
-        "mount /var/lib/docker/volumes/v/_data:/var/lib/docker/overlay2/m: not a directory"
-    )
+    engine.paths = {"/etc/passwd": kind}
     req = request(course, injections=(Injection(secret, "/etc/passwd"),))
-    with pytest.raises(BuildError) as caught:
+    with pytest.raises(BuildError, match=f"--inject destination /etc/passwd is {words}"):
         build(engine, req)
-    assert "--inject destination (/etc/passwd)" in str(caught.value)
-    assert "/var/lib/docker" not in str(caught.value)
+    assert "create_volume" not in engine.calls
     assert engine.live == ([], [])
+
+
+def test_an_inject_into_a_directory_of_the_builder_is_linked_in(
+    engine: FakeEngine, course: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "pip.conf"
+    secret.write_text("[global]\n")
+    engine.paths = {"/run/new": ""}
+    injections = (Injection(secret, "/opt/app-root/venv"), Injection(secret, "/run/new"))
+    build(engine, request(course, injections=injections))
+    assemble = engine.created[-1]
+    targets = {m.target for m in assemble.mounts}
+    assert targets == {"/run/nbs2i/inject/0", "/run/new"}
+    assert "links add /run/nbs2i/inject/0 /opt/app-root/venv" in assemble.command[2]
 
 
 def test_a_build_waits_for_another_that_holds_the_tag(

@@ -104,6 +104,17 @@ def test_when_assemble_must_run(
     assert result.layer is None and why in result.why_assemble
 
 
+def test_incremental_has_nothing_to_add_to_a_dependency_layer() -> None:
+    deps = Dependencies((("requirements.txt", b"numpy\n"),))
+    with_layer = plan(request(incremental=True), "b", BUILDER, facts(deps=deps), SHIPPED)
+    assert with_layer.deps is not None and not with_layer.incremental
+    assert with_layer.layer is not None, "the notebooks alone need no assemble"
+    without = plan(
+        request(incremental=True, dependency_layer=False), "b", BUILDER, facts(deps=deps), SHIPPED
+    )
+    assert without.deps is None and without.incremental
+
+
 def test_a_builder_that_does_not_declare_its_directories_runs_assemble() -> None:
     config = replace(BUILDER.config, labels={**BUILDER.config.labels, labels.NOTEBOOK_DIRS: ""})
     result = plan(request(), "b", replace(BUILDER, config=config), facts(), SHIPPED)

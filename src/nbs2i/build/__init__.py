@@ -65,6 +65,14 @@ def build(engine: Docker, req: BuildRequest, reporter: Reporter = silent) -> Bui
     with open_source(req.source, ref=req.ref, context_dir=req.context_dir) as source:
         facts = read_source(req, source, info.config.labels)
         the_plan = plan.plan(req, builder, info, facts, shipped_assemble_digest())
+        if req.incremental and the_plan.deps is not None:
+            reporter(
+                Event(
+                    "step",
+                    f"--incremental: the dependency layer {the_plan.deps.tag} holds the "
+                    "installed packages; no artifacts needed",
+                )
+            )
         leftovers = Leftovers(engine)
         try:
             return _execute(engine, the_plan, source, leftovers, reporter, started)
@@ -202,7 +210,12 @@ def _without_deps(the_plan: BuildPlan) -> BuildPlan:
         extra=the_plan.labels,
     )
     return replace(
-        the_plan, deps=None, layer=None, why_assemble="the dependency layer failed", config=config
+        the_plan,
+        deps=None,
+        layer=None,
+        why_assemble="the dependency layer failed",
+        config=config,
+        incremental=the_plan.request.incremental,
     )
 
 
@@ -232,7 +245,7 @@ def _notebooks(
                     "running assemble instead",
                 )
             )
-    previous = tagging.current(engine, req.tag) if req.incremental else ""
+    previous = tagging.current(engine, req.tag) if the_plan.incremental else ""
     if not containers.mounts:
         containers.inject(req.ca_bundle)
     cid, used = assemble.assemble_image(containers, source, previous, reporter)

@@ -10,9 +10,13 @@ the repository's code).
 
 Injected files (`--inject`, `--ca-bundle`) live in volumes mounted read-only
 for the assemble run only, so no byte of them reaches a layer (upstream
-truncates them in place, leaving their names). Build-only variables (CA
-paths, the phase) are exported by the container's command, not set in its
-environment: the engine copies a container's environment into its commit.
+truncates them in place, leaving their names). A destination the builder does
+not have is the volume's mount point. One it has as a directory keeps its
+files: the volume is mounted aside, and the command links the injected files
+into the directory before assemble and removes the links after it. Build-only
+variables (CA paths, the phase) are exported by the container's command, not
+set in its environment: the engine copies a container's environment into its
+commit.
 
 Every container and volume made here is registered with the caller's
 `Leftovers`, which removes them whatever happens.
@@ -30,7 +34,7 @@ from nbs2i.archive import TarFile, files_tar, tar_stream
 from nbs2i.build.plan import PHASE_VAR, BuildPlan, DepsStep
 from nbs2i.build.request import Injection
 from nbs2i.engine import ContainerSpec, Docker, Leftovers, Mount
-from nbs2i.errors import BuildError, EngineError, Nbs2iError, NotFound
+from nbs2i.errors import BuildError, Nbs2iError
 from nbs2i.progress import Event, Reporter, lines
 from nbs2i.prune import owned_name
 from nbs2i.source import Source
@@ -38,6 +42,30 @@ from nbs2i.source import Source
 # Lines of a failed script's output shown above the error.
 TAIL_LINES = 20
 SAVE_ARTIFACTS_TIMEOUT = 600
+# Where a volume for a destination the builder already has is mounted.
+STAGING_DIR = "/run/nbs2i/inject"
+# Links each injected file into its destination ("add"), or removes exactly
+# those links ("remove"); arguments are staging/destination pairs. Adding never
+# replaces a file of the builder's.
+LINKS_FUNCTION = """links() {
+  op=$1; shift
+  while [ $# -gt 1 ]; do
+    for f in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+      [ -e "$f" ] || continue
+      t="$2/${f##*/}"
+      if [ "$op" = add ]; then
+        if [ -e "$t" ] || [ -L "$t" ]; then
+          echo "nbs2i: --inject: the builder already has $t; inject into a directory of its own" >&2
+          return 1
+        fi
+        ln -s "$f" "$t" || return 1
+      elif [ -L "$t" ] && [ "$(readlink "$t")" = "$f" ]; then
+        rm -f "$t" || return 1
+      fi
+    done
+    shift 2
+  done
+}"""
 # Installs apt.txt's packages as root, then leaves no lists, caches or set-id
 # bits behind, as the builder itself does. The names arrive as arguments,
 # already checked to be Debian package names.
@@ -61,6 +89,7 @@ class Containers:
         self.leftovers = leftovers
         self.mounts: tuple[Mount, ...] = ()
         self.mount_env: dict[str, str] = {}
+        self.links: tuple[tuple[str, str], ...] = ()  # (staging dir, destination)
 
     def create(
         self,
@@ -75,7 +104,7 @@ class Containers:
         env = {**(self.mount_env if mounts else {}), **(build_env or {})}
         spec = ContainerSpec(
             image=image,
-            command=tuple(_command(script, env)),
+            command=tuple(_command(script, env, self.links if mounts else ())),
             entrypoint=(),
             user=user or self.plan.user,
             env=dict(self.plan.env),
@@ -84,13 +113,11 @@ class Containers:
             mounts=self.mounts if mounts else (),
             network=self.plan.request.network,
         )
-        try:
-            return self.leftovers.container(self.engine.create_container(spec))
-        except EngineError as exc:
-            raise _mount_error(exc, self.mounts) from exc
+        return self.leftovers.container(self.engine.create_container(spec))
 
     def inject(self, ca_bundle: Path | None) -> None:
         """Fill one volume per injection directory; mounted read-only during assemble."""
+        kinds = self._probe({inj.dest for inj in self.plan.injections})
         injections = list(self.plan.injections)
         if ca_bundle is not None:
             injections.append(Injection(ca_bundle, ca.CA_DIR))
@@ -103,7 +130,39 @@ class Containers:
                 )
                 volumes[inj.dest] = self.leftovers.volume(volume)
             self._fill(volumes[inj.dest], inj, is_ca=inj.dest == ca.CA_DIR)
-        self.mounts = tuple(Mount(name, dest, read_only=True) for dest, name in volumes.items())
+        mounts, links = [], []
+        for number, (dest, name) in enumerate(volumes.items()):
+            target = dest
+            if kinds.get(dest) == "dir":
+                target = f"{STAGING_DIR}/{number}"
+                links.append((target, dest))
+            mounts.append(Mount(name, target, read_only=True))
+        self.mounts, self.links = tuple(mounts), tuple(links)
+
+    def _probe(self, destinations: set[str]) -> dict[str, str]:
+        """What the builder has at each --inject destination; refuses anything
+        but a directory or nothing, before a volume is made."""
+        if not destinations:
+            return {}
+        spec = ContainerSpec(
+            image=self.plan.builder,
+            command=("/bin/sh",),
+            entrypoint=(),
+            labels=self.labels_for(labels.ROLE_INJECT),
+            name=owned_name(labels.ROLE_INJECT),
+        )
+        cid = self.leftovers.container(self.engine.create_container(spec))
+        kinds = {dest: self.engine.path_kind(cid, dest) for dest in sorted(destinations)}
+        self.leftovers.drop(cid)
+        for dest, kind in kinds.items():
+            if kind not in ("", "dir"):
+                what = {"file": "a file", "link": "a link"}.get(kind, "a special file")
+                raise BuildError(
+                    f"the --inject destination {dest} is {what} in the builder {self.plan.builder}",
+                    "give a directory as DEST (new or existing), "
+                    "e.g. --inject FILE:/run/secrets/course",
+                )
+        return kinds
 
     def labels_for(self, role: str) -> dict[str, str]:
         return {**dict(self.plan.request.container_labels), labels.ROLE: role}
@@ -114,11 +173,7 @@ class Containers:
         check costs a round trip that a good build does not need)."""
         engine = self.engine
         out = engine.attach(cid)  # attached before start: no line is missed
-        try:
-            engine.start(cid)
-        except EngineError as exc:
-            # The engine refuses a volume over a file at start, not at create.
-            raise _mount_error(exc, self.mounts) from exc
+        engine.start(cid)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         for line in lines(out):
             tail.append(line)
@@ -126,7 +181,7 @@ class Containers:
         code = engine.wait(cid)
         if code == 0:
             return
-        if not _exists(engine, cid, path):
+        if not engine.path_kind(cid, path):
             raise BuildError(
                 f"builder {self.plan.builder} has no {PurePosixPath(path).name} script at {path}",
                 "fix the builder's io.openshift.s2i.scripts-url label, give --scripts-url, "
@@ -160,32 +215,26 @@ class Containers:
         self.leftovers.drop(cid)
 
 
-def _mount_error(exc: EngineError, mounts: Sequence[Mount]) -> Nbs2iError:
-    """The engine's words for a mount on a file ("not a directory"), as one line."""
-    if "not a directory" in exc.problem.lower() and mounts:
-        where = ", ".join(m.target for m in mounts)
-        return BuildError(
-            f"an --inject destination ({where}) is a file in the builder, not a directory",
-            "give a directory of its own as DEST, e.g. --inject FILE:/run/secrets/course",
-        )
-    return exc
-
-
-def _command(script: str, extra_env: Mapping[str, str]) -> list[str]:
-    """The script, with build-only variables exported by /bin/sh."""
-    if not extra_env:
+def _command(
+    script: str, extra_env: Mapping[str, str], links: Sequence[tuple[str, str]] = ()
+) -> list[str]:
+    """The script, with build-only variables exported by /bin/sh, and the
+    injected files linked in for its run only."""
+    if not extra_env and not links:
         return [script]
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(extra_env.items()))
-    return ["/bin/sh", "-c", f'export {exports}; exec "$0"', script]
-
-
-def _exists(engine: Docker, cid: str, path: str) -> bool:
-    try:
-        for _chunk in engine.get_archive(cid, path):
-            pass
-    except NotFound:
-        return False
-    return True
+    head = f"export {exports}; " if exports else ""
+    if not links:
+        return ["/bin/sh", "-c", f'{head}exec "$0"', script]
+    pairs = " ".join(f"{shlex.quote(staged)} {shlex.quote(dest)}" for staged, dest in links)
+    body = (
+        f"{LINKS_FUNCTION}\n{head}links add {pairs} || {{ links remove {pairs}; exit 1; }}\n"
+        '"$0"; status=$?\n'
+        f"links remove {pairs} || {{ echo 'nbs2i: cannot remove the --inject links' >&2; "
+        "exit 1; }\n"
+        "exit $status"
+    )
+    return ["/bin/sh", "-c", body, script]
 
 
 # -- the dependency layer ------------------------------------------------------------
@@ -245,7 +294,7 @@ def assemble_image(
     engine, plan = containers.engine, containers.plan
     cid = containers.create(plan.base, plan.assemble.path, labels.ROLE_ASSEMBLE)
     used = False
-    if plan.request.incremental:
+    if plan.incremental:
         used = restore_artifacts(containers, previous, cid, reporter)
         if not used:  # the container may hold part of a tar: start over
             containers.leftovers.drop(cid)

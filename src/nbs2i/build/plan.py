@@ -97,6 +97,9 @@ class BuildPlan:
     builder_config: ImageConfig
     config: ImageConfig  # the built image's
     injections: tuple[Injection, ...]
+    # Restore the previous image's artifacts. Not with a dependency layer: that
+    # layer already holds what the artifacts would bring, a second time.
+    incremental: bool = False
 
     @property
     def base(self) -> str:
@@ -150,6 +153,7 @@ def plan(
         builder_config=config,
         config=image_config(base, cmd=(run.path,), env=facts.env, extra=image_labels),
         injections=request.injections,
+        incremental=request.incremental and deps is None,
     )
 
 
@@ -214,7 +218,7 @@ def _placement(
     notebook_dir = config.env.get("NOTEBOOK_DIR", "")
     reasons = (
         (request.always_assemble, "--always-assemble"),
-        (request.incremental, "--incremental"),
+        (request.incremental and deps is None, "--incremental"),
         (bool(request.injections), "--inject"),
         (bool(facts.scripts.uploads()), "the repository or --scripts-url brings its own scripts"),
         (
