@@ -39,6 +39,8 @@ _IDENTITY = (
     labels.K8S_DESCRIPTION,
 )
 IMAGE_TAGS = "jupyter,notebooks"
+# The builder's licence is not the course's; SPDX's word for "not stated".
+IMAGE_LICENSES = "NOASSERTION"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def output_labels(source: Source, *, builder: str, tag: str) -> dict[str, str]:
         labels.OCI_SOURCE: location,
         labels.OCI_REVISION: source.commit,
         labels.OCI_CREATED: created(source.epoch),
+        labels.OCI_LICENSES: IMAGE_LICENSES,
     }
     return {k: v for k, v in found.items() if v}
 

@@ -39,6 +39,7 @@ OCI_VERSION = OCI_PREFIX + "version"
 OCI_SOURCE = OCI_PREFIX + "source"
 OCI_REVISION = OCI_PREFIX + "revision"
 OCI_CREATED = OCI_PREFIX + "created"
+OCI_LICENSES = OCI_PREFIX + "licenses"
 
 # The title the nbs2i builder (and its variants) carry: a builder that knows
 # nbs2i's dependency phase and ships nbs2i's assemble.

@@ -83,7 +83,7 @@ class Source:
     ref: str  # the ref asked for ("" when none)
     commit: str  # full commit sha ("" for a dir that is not a Git checkout)
     author: str  # "Name <email>" or ""
-    date: str  # commit date, ISO 8601 ("" when none)
+    date: str  # author date in git's default format, as upstream s2i labels it ("" when none)
     message: str  # first line of the commit message ("" when none)
     context_dir: str  # relative path inside the repo ("" for the root)
     root: Path  # directory whose CONTENTS are built (context dir applied)
@@ -399,8 +399,10 @@ def _local_source(location: str, ref: str, context: str) -> Source:
     )
 
 
-# %H, author, committer date (ISO 8601 and Unix time), subject; NUL-separated.
-_DESCRIBE_FORMAT = "%H%x00%an <%ae>%x00%cI%x00%ct%x00%s"
+# NUL-separated: %H, the author, the author date and the subject cut at 80
+# characters as upstream s2i writes them into its labels, and the commit time
+# that embedded times are clamped to.
+_DESCRIBE_FORMAT = "%H%x00%an <%ae>%x00%ad%x00%ct%x00%<(80,trunc)%s"
 
 
 def describe(path: Path) -> _Commit:
@@ -408,7 +410,7 @@ def describe(path: Path) -> _Commit:
     repository without commits."""
     try:
         done = subprocess.run(
-            ["git", "-C", str(path), "log", "-1", f"--format={_DESCRIBE_FORMAT}", "HEAD"],
+            ["git", "-C", str(path), "log", "-1", "--date=default", f"--format={_DESCRIBE_FORMAT}"],
             capture_output=True,
             text=True,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
@@ -421,7 +423,7 @@ def describe(path: Path) -> _Commit:
     if done.returncode != 0 or len(fields) != 5:
         return _Commit()
     sha, author, date, epoch, subject = fields
-    return _Commit(sha, author, date, subject, int(epoch))
+    return _Commit(sha, author, date, subject.rstrip(), int(epoch))
 
 
 def _apply_context(repo_root: Path, context: str, location: str) -> Path:

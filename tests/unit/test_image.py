@@ -18,7 +18,7 @@ def source(**kw: object) -> Source:
         ref="main",
         commit="a" * 40,
         author="Teacher <t@example.org>",
-        date="2024-03-01T10:00:00+00:00",
+        date="Fri Mar 1 10:00:00 2024 +0000",
         message="Lecture 3",
         context_dir="notebooks",
         root=Path("/tmp/x"),
@@ -35,7 +35,7 @@ def test_output_labels_are_upstreams_plus_oci_without_credentials() -> None:
         "io.openshift.s2i.build.commit.id": "a" * 40,
         "io.openshift.s2i.build.commit.ref": "main",
         "io.openshift.s2i.build.commit.author": "Teacher <t@example.org>",
-        "io.openshift.s2i.build.commit.date": "2024-03-01T10:00:00+00:00",
+        "io.openshift.s2i.build.commit.date": "Fri Mar 1 10:00:00 2024 +0000",
         "io.openshift.s2i.build.commit.message": "Lecture 3",
         "io.openshift.s2i.build.source-location": "https://***@git.example.org/course.git",
         "io.openshift.s2i.build.source-context-dir": "notebooks",
@@ -49,6 +49,7 @@ def test_output_labels_are_upstreams_plus_oci_without_credentials() -> None:
         "org.opencontainers.image.source": "https://***@git.example.org/course.git",
         "org.opencontainers.image.revision": "a" * 40,
         "org.opencontainers.image.created": "2024-03-01T10:00:00Z",
+        "org.opencontainers.image.licenses": "NOASSERTION",
     }
 
 
@@ -74,6 +75,7 @@ def test_plain_directory_has_no_commit_labels() -> None:
         "org.opencontainers.image.title",
         "org.opencontainers.image.description",
         "org.opencontainers.image.version",
+        "org.opencontainers.image.licenses",
     }
     assert created(plain.epoch) == ""
 
