@@ -144,14 +144,7 @@ class Containers:
         but a directory or nothing, before a volume is made."""
         if not destinations:
             return {}
-        spec = ContainerSpec(
-            image=self.plan.builder,
-            command=("/bin/sh",),
-            entrypoint=(),
-            labels=self.labels_for(labels.ROLE_INJECT),
-            name=owned_name(labels.ROLE_INJECT),
-        )
-        cid = self.leftovers.container(self.engine.create_container(spec))
+        cid = self._idle_container()
         kinds = {dest: self.engine.path_kind(cid, dest) for dest in sorted(destinations)}
         self.leftovers.drop(cid)
         for dest, kind in kinds.items():
@@ -163,6 +156,19 @@ class Containers:
                     "e.g. --inject FILE:/run/secrets/course",
                 )
         return kinds
+
+    def _idle_container(self, *mounts: Mount) -> str:
+        """A builder container that never starts: the engine answers archive
+        requests on it (and mounts its volumes for them)."""
+        spec = ContainerSpec(
+            image=self.plan.builder,
+            command=("/bin/sh",),
+            entrypoint=(),
+            labels=self.labels_for(labels.ROLE_INJECT),
+            name=owned_name(labels.ROLE_INJECT),
+            mounts=mounts,
+        )
+        return self.leftovers.container(self.engine.create_container(spec))
 
     def labels_for(self, role: str) -> dict[str, str]:
         return {**dict(self.plan.request.container_labels), labels.ROLE: role}
@@ -194,17 +200,8 @@ class Containers:
         )
 
     def _fill(self, volume: str, inj: Injection, *, is_ca: bool) -> None:
-        """Copy an injected file or directory into its volume through a container that
-        never starts (the engine mounts volumes for archive uploads)."""
-        spec = ContainerSpec(
-            image=self.plan.builder,
-            command=("/bin/sh",),
-            entrypoint=(),
-            labels=self.labels_for(labels.ROLE_INJECT),
-            name=owned_name(labels.ROLE_INJECT),
-            mounts=(Mount(volume, "/inject"),),
-        )
-        cid = self.leftovers.container(self.engine.create_container(spec))
+        """Copy an injected file or directory into its volume."""
+        cid = self._idle_container(Mount(volume, "/inject"))
         uid = self.plan.uid
         if inj.src.is_dir():
             stream = tar_stream(inj.src, uid=uid, epoch=None, prefix="", excludes=())
