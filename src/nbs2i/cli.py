@@ -25,6 +25,7 @@ from nbs2i.progress import Event, Reporter
 
 if TYPE_CHECKING:
     from nbs2i.engine import Engine
+    from nbs2i.run import Server
 
 
 # Control characters a repository's build output could use to rewrite the
@@ -218,17 +219,7 @@ def run_cmd(
     report = human_reporter(quiet)
     with interrupts.interrupting(), connect() as engine:
         server = run.start(engine, request, report)
-        where = "no volume: edits are lost when it stops (keep them with --volume NAME)"
-        if server.workspace is not None:
-            where = f"{server.workspace.kind} {server.workspace.source} on {restricted.HOME}"
-        click.echo(
-            f"==> ready in {server.ready_seconds:.1f} s as UID {server.uid}, "
-            f"GID {restricted.GID}; workspace: {where}",
-            err=True,
-        )
-        if server.token is None:
-            click.echo("==> a password is set: log in with it", err=True)
-        click.echo(server.url)
+        _show_server(server)
         if detach:
             click.echo(f"stop it with: nbs2i stop {server.name}")
             return
@@ -241,6 +232,21 @@ def run_cmd(
         if code != 0:
             click.echo(f"nbs2i: the server stopped with exit code {code}", err=True)
             raise SystemExit(code)  # not click's Exit: see verify_cmd
+
+
+def _show_server(server: Server) -> None:
+    """Where the server is, as whom, and where its work is kept."""
+    where = "no volume: edits are lost when it stops (keep them with --volume NAME)"
+    if server.workspace is not None:
+        where = f"{server.workspace.kind} {server.workspace.source} on {restricted.HOME}"
+    click.echo(
+        f"==> ready in {server.ready_seconds:.1f} s as UID {server.uid}, "
+        f"GID {restricted.GID}; workspace: {where}",
+        err=True,
+    )
+    if server.token is None:
+        click.echo("==> a password is set: log in with it", err=True)
+    click.echo(server.url)
 
 
 @cli.command("stop")
