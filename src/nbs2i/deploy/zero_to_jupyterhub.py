@@ -83,4 +83,5 @@ HEADER = """\
 zero-to-jupyterhub values written by nbs2i: a restricted pod per student.
   helm upgrade --install jhub jupyterhub/jupyterhub --values values.yaml
 Use a chart whose JupyterHub has the same major version as the image's
-jupyterhub-singleuser (the hub warns about a mismatch; logins then loop)."""
+jupyterhub-singleuser: the hub warns about a mismatch, and what changed
+between majors (the OAuth flow, the API) may break spawns or logins."""
