@@ -87,6 +87,13 @@ def dockerfile_context(work: Path, src: Path, lines: str, name: str) -> Path:
     return ctx
 
 
+def kept(took: float, tag: str, made: list[str]) -> float:
+    """`took`, after noting the image `tag` names now: the anchors leave the image
+    the tag moved from untagged, and the clean-up removes them all by id."""
+    made.append(image_id(tag))
+    return took
+
+
 def notebooks_only(work: Path, builder: str, runs: int, tags: list[str]) -> dict[str, object]:
     src = work / "nodeps"
     shutil.copytree(SAMPLES, src)
@@ -104,11 +111,11 @@ def notebooks_only(work: Path, builder: str, runs: int, tags: list[str]) -> dict
 
     def docker(i: int) -> float:
         edit(ctx / "src" / nb.name, i)
-        return run(["docker", "build", "-q", "-t", docker_tag, str(ctx)])
+        return kept(run(["docker", "build", "-q", "-t", docker_tag, str(ctx)]), docker_tag, tags)
 
     def s2i(i: int) -> float:
         edit(nb, 1000 + i)
-        return run(["s2i", "build", str(src), builder, s2i_tag], env=S2I_ENV)
+        return kept(run(["s2i", "build", str(src), builder, s2i_tag], env=S2I_ENV), s2i_tag, tags)
 
     contenders = {"nbs2i": nbs2i, "docker build": docker}
     if shutil.which("s2i"):
@@ -155,7 +162,8 @@ def dependencies(work: Path, builder: str, runs: int, tags: list[str]) -> dict[s
         return took
 
     def docker(i: int) -> float:
-        return run(["docker", "build", "-q", "--no-cache", "-t", docker_tag, str(ctx)])
+        took = run(["docker", "build", "-q", "--no-cache", "-t", docker_tag, str(ctx)])
+        return kept(took, docker_tag, tags)
 
     cold = alternate(runs, {"nbs2i": nbs2i, "docker build": docker})
     rebuilds = []
