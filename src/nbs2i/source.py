@@ -268,6 +268,9 @@ def run_git(args: list[str], env: dict[str, str], cwd: Path | None = None) -> st
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            # The checkout's modes, and so the image's, must not depend on the
+            # umask of whoever builds: the same commit gives the same image.
+            umask=0o022,
         )
     except FileNotFoundError:
         raise SourceError(

@@ -245,6 +245,14 @@ def test_the_same_commit_gives_the_same_image_id(
     engine.remove_image(out)
     second = build(engine, build_request(f"file://{repo}", out, builder_image))
     assert first.image_id == second.image_id
+    # As on another machine: another umask, another clone directory.
+    engine.remove_image(out)
+    previous = os.umask(0o077)
+    try:
+        elsewhere = build(engine, build_request(f"file://{repo}", out, builder_image))
+    finally:
+        os.umask(previous)
+    assert elsewhere.image_id == first.image_id
     # A directory with SOURCE_DATE_EPOCH: times newer than it are clamped.
     plain = tmp_path / "plain"
     shutil.copytree(SAMPLES, plain)

@@ -489,3 +489,15 @@ def test_a_git_command_that_runs_too_long_is_killed_with_its_children(
             break
         time.sleep(0.1)
     assert not _alive(pid), "the grandchild of git outlived the time limit"
+
+
+def test_a_clone_has_the_same_modes_whatever_the_umask(repo: Repo) -> None:
+    import os
+
+    previous = os.umask(0o077)
+    try:
+        with open_source(repo.url) as src:
+            mode = (src.root / "README.md").stat().st_mode & 0o777
+    finally:
+        os.umask(previous)
+    assert mode == 0o644, oct(mode)
