@@ -99,8 +99,10 @@ test: venv base-image browser registry openshift-schema hub-tools lint
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)
 
+BENCHMARKS := build builder archive_memory run hub
+
 bench: venv base-image
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache $(TOOLS)

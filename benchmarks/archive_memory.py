@@ -8,7 +8,7 @@ size is measured in a fresh subprocess (resource.getrusage ru_maxrss) so the
 two do not share a peak; a third subprocess measures the same process without
 streaming (imports + engine connection) as the baseline.
 
-Target (issue 4): peak under 150 MB, about the same for 20 MB and 200 MB.
+Target: peak under 150 MB, about the same for 20 MB and 200 MB.
 
     .venv/bin/python benchmarks/archive_memory.py          # both sizes
     .venv/bin/python benchmarks/archive_memory.py --json   # one JSON line

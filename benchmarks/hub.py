@@ -43,9 +43,8 @@ from tests.support.hub import (
 
 from nbs2i.defaults import JUPYTERHUB_MAJOR
 from nbs2i.engine import Engine
-from nbs2i.errors import Nbs2iError
+from on_image import DEFAULT_IMAGE, measure_image
 
-DEFAULT_IMAGE = "nbs2i-demo/sample-notebooks:latest"
 SETTLE_SECONDS = 5.0
 MIB = 1024 * 1024
 # cgroup v1 and v2 paths inside the container, and the stat line that counts
@@ -119,19 +118,14 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
-        with Engine.connect() as engine:
-            if not engine.image_exists(args.image):
-                print(
-                    f"benchmarks/hub.py: image {args.image} does not exist: "
-                    "build it first (`make demo`), or name one",
-                    file=sys.stderr,
-                )
-                return 2
-            figures = measure(engine, args.image, max(1, args.students))
-    except (Nbs2iError, HubError) as exc:
-        print(f"benchmarks/hub.py: {exc}", file=sys.stderr)
-        return 1
+    figures = measure_image(
+        "benchmarks/hub.py",
+        args.image,
+        lambda engine, image: measure(engine, image, max(1, args.students)),
+        (HubError,),
+    )
+    if isinstance(figures, int):
+        return figures
     if args.json:
         print(json.dumps({"image": args.image, **figures}))
         return 0

@@ -26,9 +26,8 @@ import time
 
 from nbs2i import restricted, run
 from nbs2i.engine import ContainerSpec, Engine, PortBinding
-from nbs2i.errors import Nbs2iError
+from on_image import DEFAULT_IMAGE, measure_image
 
-DEFAULT_IMAGE = "nbs2i-demo/sample-notebooks:latest"
 LABELS = (("nbs2i.benchmark", "run"),)
 RATIO_TARGET = 1.15
 STOP_TARGET = 1.0
@@ -96,19 +95,13 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
-        with Engine.connect() as engine:
-            if not engine.image_exists(args.image):
-                print(
-                    f"benchmarks/run.py: image {args.image} does not exist: "
-                    "build it first (`make demo`), or name one",
-                    file=sys.stderr,
-                )
-                return 2
-            figures = measure(engine, args.image, args.starts)
-    except Nbs2iError as exc:
-        print(f"benchmarks/run.py: {exc}", file=sys.stderr)
-        return 1
+    figures = measure_image(
+        "benchmarks/run.py",
+        args.image,
+        lambda engine, image: measure(engine, image, args.starts),
+    )
+    if isinstance(figures, int):
+        return figures
     if args.json:
         print(json.dumps({"image": args.image, **figures}))
         return 0
