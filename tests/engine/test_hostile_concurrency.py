@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +24,13 @@ import pytest
 from nbs2i import labels
 from nbs2i.engine import Docker
 from tests.support.hostile import git, layer_builder, notebook_tree, write
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import SESSION_FILTER, tag
 from tests.support.tracker import Tracker
 
 PARALLEL = 4
 BUDGET = 240
 DEPS_ROUNDS = 3
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
 
 
 @pytest.fixture(scope="module")

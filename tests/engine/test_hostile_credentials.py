@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 import urllib.parse
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +24,13 @@ from tests.support.cli import Result
 from tests.support.gitserver import HttpGitServer
 from tests.support.hostile import notebook_tree, one_error_line, publish, secret_hits
 from tests.support.layers import top_layer
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 
 USER = "student"
 # Something that matches nothing: .git stays in the source, as a user who
 # replaces the default exclude gets it.
 KEEP_GIT = ("--exclude", "^no-such-file$")
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ refused before the source is fetched: the source here would hang.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from nbs2i.engine import Docker
 from tests.support.gitserver import GitDaemon, HangingServer
 from tests.support.hostile import notebook_tree, one_error_line, publish, write
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 
 FAIL_FAST = 30
@@ -33,24 +32,6 @@ REFUSED = {
     "nss-wrapper-group": ("NSS_WRAPPER_GROUP", "/tmp/group"),
 }
 BAD_NAMES = ["A B=x", "1A=x", "A-B=x", "=x", "A", "A.B=x", "é=x"]
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
-    with GitDaemon(tmp_path_factory.mktemp("served")) as served:
-        yield served
-
-
-@pytest.fixture
-def hanging() -> Iterator[HangingServer]:
-    with HangingServer() as server:
-        yield server
 
 
 @pytest.mark.parametrize(("name", "value"), list(REFUSED.values()), ids=list(REFUSED))

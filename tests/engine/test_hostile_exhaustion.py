@@ -10,7 +10,6 @@ Every build is bounded in time: a hang fails the test instead of the run.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from nbs2i.engine import Docker
 from tests.support.cli import Result
 from tests.support.gitserver import GitDaemon
 from tests.support.hostile import notebook_tree, one_error_line, publish, write
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 
 FAIL_FAST = 30
@@ -28,12 +27,6 @@ FAIL_FAST = 30
 CONTROL_FILE_LIMIT = 1 << 20
 # A walk of a thousand files with the longest ignore file allowed.
 WALK_BUDGET = 45
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
 
 
 def timed(box: Sandbox, args: list[str], budget: float) -> tuple[Result, float]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,24 +36,12 @@ from tests.support.hostile import (
     sentinel,
     write,
 )
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 from tests.support.tracker import Tracker
 
 # A refused source is refused before any container: seconds, not minutes.
 FAIL_FAST = 30
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
-    with GitDaemon(tmp_path_factory.mktemp("served")) as served:
-        yield served
 
 
 @pytest.fixture

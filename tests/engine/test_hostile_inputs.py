@@ -9,7 +9,6 @@ line with a fix, without the engine's internals (its paths, runc's words).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,11 @@ from nbs2i.engine import Docker
 from tests.support.cli import ERROR_PREFIX, Result
 from tests.support.gitserver import HangingServer
 from tests.support.hostile import notebook_tree, one_error_line, write
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 
 FAIL_FAST = 20
 ENGINE_WORDS = ("/var/lib/docker", "overlay2", "runc", "OCI runtime", "rootfs", "containerd")
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
-
-
-@pytest.fixture
-def hanging() -> Iterator[HangingServer]:
-    with HangingServer() as server:
-        yield server
 
 
 def one_line(result: Result) -> str:

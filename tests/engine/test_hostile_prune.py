@@ -20,10 +20,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from nbs2i import labels
 from nbs2i.engine import ContainerSpec, Docker
@@ -32,7 +29,7 @@ from nbs2i.prune import owned_name
 from tests.support.cli import Result
 from tests.support.gitserver import GitDaemon
 from tests.support.hostile import notebook_tree, publish
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import LABELS, SESSION_FILTER, tag
 
 # `nbs2i prune` with the caches' listing off: what this test may remove is its own.
@@ -46,12 +43,6 @@ ORPHANS_ONLY = (
     "sys.argv = ['nbs2i', 'prune', *sys.argv[1:]]\n"
     "cli.main()\n"
 )
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
 
 
 def session_things(engine: Docker) -> tuple[set[str], set[str]]:

@@ -17,7 +17,6 @@ import io
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from nbs2i.engine import Docker
 from nbs2i.errors import SourceError
 from tests.support.hostile import Sentinel, layer_builder, one_error_line, sentinel
 from tests.support.layers import top_layer
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 from tests.support.tracker import Tracker
 from tests.support.trees import Expected, Node, Tree, expected, materialize, tar_mode, trees
@@ -47,12 +46,6 @@ def secret(tmp_path_factory: pytest.TempPathFactory) -> Sentinel:
 @pytest.fixture(scope="module")
 def layered(engine: Docker, session_tracker: Tracker, tiny_builder: str) -> str:
     return layer_builder(engine, tiny_builder, session_tracker.image(tag("tiny-layer-random")))
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
 
 
 @pytest.fixture(scope="module")

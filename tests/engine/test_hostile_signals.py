@@ -28,18 +28,12 @@ from nbs2i.errors import NotFound
 from tests.support import cli
 from tests.support.gitserver import GitDaemon, HangingServer
 from tests.support.hostile import notebook_tree, publish
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox
 from tests.support.session import LABEL_PAIRS, SESSION_FILTER, tag
 
 STOPS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
 # Seconds from the signal to the exit, clean-up included.
 STOP_BUDGET = 30
-
-
-@pytest.fixture
-def box(engine: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox(engine, tmp_path, monkeypatch) as made:
-        yield made
 
 
 def assemble_containers(engine: Docker) -> list[str]:
