@@ -1,4 +1,5 @@
-"""The only module that talks to Docker.
+"""The only module that talks to Docker (with `engine_socket`, its transport for
+a local engine).
 
 Everything else asks a `Docker` (the Protocol below; `Engine` is the real one,
 tests bring fakes) for what it needs, in nbs2i's own types: a `ContainerSpec`
@@ -15,8 +16,10 @@ The real engine:
   bounded in attempts and time, never a user error, never a streamed upload;
 - translates docker-py's exceptions into `nbs2i.errors` types.
 
-docker-py (and requests under it) is imported when an engine is connected,
-not when this module is: `nbs2i --help` and `--as-dockerfile` never pay for it.
+docker-py (and requests under it) is imported when a request needs it, not
+when this module is: `nbs2i --help` and `--as-dockerfile` never pay for it, and
+with a local engine neither does a notebook-only build, whose requests
+`engine_socket` sends with the standard library.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from nbs2i.engine_socket import ApiError, ConnectionFailed, SocketApi, socket_path
 from nbs2i.errors import EngineError, EngineUnavailable, NotFound
 from nbs2i.reference import split
 
@@ -48,6 +53,8 @@ TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 _PERMANENT_500_HINTS = ("no such", "not found", "invalid", "executable file", "conflict")
 # The oldest API nbs2i speaks (Docker 1.12); Debian's docker.io speaks 1.41.
 MINIMUM_API = "1.24"
+# The newest: what the docker-py nbs2i depends on speaks.
+NEWEST_API = "1.45"
 
 ENGINE_HINT = (
     "start one with `scripts/ensure-engine` (root on Debian/Ubuntu), "
@@ -471,34 +478,46 @@ def _requests() -> Any:
     return requests.exceptions
 
 
+def _fault(exc: BaseException) -> ApiError | ConnectionFailed | None:
+    """docker-py's and engine_socket's errors in one shape; None for anything else.
+    docker-py is only asked when it is loaded: otherwise none of its errors can
+    be in flight."""
+    if isinstance(exc, ApiError | ConnectionFailed):
+        return exc
+    if "docker" not in sys.modules:
+        return None
+    errors, rex = _docker().errors, _requests()
+    if isinstance(exc, rex.ConnectionError | rex.Timeout):
+        return ConnectionFailed(str(exc))
+    if isinstance(exc, errors.NotFound | errors.ImageNotFound):
+        return ApiError(404, _explain(exc))
+    if isinstance(exc, errors.APIError):
+        return ApiError(exc.status_code, _explain(exc))
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for faults that a later attempt can cure."""
-    errors = _docker().errors
-    rex = _requests()
-    if isinstance(exc, rex.ConnectionError | rex.Timeout):
+    fault = _fault(exc)
+    if isinstance(fault, ConnectionFailed):
         return True
-    if isinstance(exc, errors.NotFound | errors.ImageNotFound):
+    if fault is None or fault.status_code not in TRANSIENT_STATUS:
         return False
-    if isinstance(exc, errors.APIError):
-        status = exc.status_code
-        if status not in TRANSIENT_STATUS:
-            return False
-        text = str(exc.explanation or "").lower()
-        return not (status == 500 and any(hint in text for hint in _PERMANENT_500_HINTS))
-    return False
+    text = fault.explanation.lower()
+    return not (fault.status_code == 500 and any(hint in text for hint in _PERMANENT_500_HINTS))
 
 
 def translate(exc: BaseException, where: str) -> Exception:
-    """Turn a docker-py/requests exception into an nbs2i error."""
-    errors = _docker().errors
-    rex = _requests()
-    if isinstance(exc, errors.ImageNotFound | errors.NotFound):
-        return NotFound(_explain(exc), "check the name with `docker images` / `docker ps -a`")
-    if isinstance(exc, rex.ConnectionError | rex.Timeout):
+    """Turn a docker-py, requests or engine_socket exception into an nbs2i error."""
+    fault = _fault(exc)
+    if isinstance(fault, ConnectionFailed):
         return EngineUnavailable(f"the Docker engine at {where} stopped answering", ENGINE_HINT)
-    if isinstance(exc, errors.APIError):
-        return EngineError(f"the Docker engine refused the request: {_explain(exc)}")
-    return EngineError(f"Docker error: {_explain(exc)}")
+    if fault is None:
+        return EngineError(f"Docker error: {_explain(exc)}")
+    text = " ".join(fault.explanation.split())
+    if fault.status_code == 404:
+        return NotFound(text, "check the name with `docker images` / `docker ps -a`")
+    return EngineError(f"the Docker engine refused the request: {text}")
 
 
 def _explain(exc: BaseException) -> str:
@@ -507,7 +526,10 @@ def _explain(exc: BaseException) -> str:
 
 
 def _engine_exceptions() -> tuple[type[BaseException], ...]:
-    return (_docker().errors.DockerException, _requests().RequestException)
+    ours: tuple[type[BaseException], ...] = (ApiError, ConnectionFailed)
+    if "docker" not in sys.modules:
+        return ours
+    return (*ours, _docker().errors.DockerException, _requests().RequestException)
 
 
 def call(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) -> T:
@@ -554,6 +576,26 @@ def call_once(fn: Callable[..., T], *args: Any, where: str = "", **kwargs: Any) 
         raise translate(exc, where) from exc
 
 
+def _env_kwargs() -> dict[str, Any]:
+    """docker-py's connection settings from DOCKER_HOST, DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH."""
+    docker = _docker()
+    try:
+        return dict(docker.utils.kwargs_from_env())
+    except docker.errors.TLSParameterError as exc:
+        raise EngineUnavailable(
+            f"bad Docker TLS settings: {exc}", "check DOCKER_TLS_VERIFY and DOCKER_CERT_PATH"
+        ) from exc
+
+
+def _probe(version: Callable[..., dict[str, Any]], where: str) -> dict[str, Any]:
+    """The engine's /version answer, or one line saying no engine answers there."""
+    try:
+        return call(version, api_version=False, where=where)
+    except (EngineUnavailable, EngineError) as exc:
+        raise EngineUnavailable(f"no Docker engine answers at {where}", ENGINE_HINT) from exc
+
+
 def _default_where() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
@@ -565,8 +607,8 @@ def _version_key(version: str) -> tuple[int, ...]:
 def negotiate_version(
     server_max: str, server_min: str | None = None, ours_max: str | None = None
 ) -> str:
-    """The newest API version that both docker-py and the engine speak."""
-    ours_max = ours_max or _docker().constants.DEFAULT_DOCKER_API_VERSION
+    """The newest API version that both nbs2i and the engine speak."""
+    ours_max = ours_max or NEWEST_API
     chosen = min(server_max, ours_max, key=_version_key)
     too_old = _version_key(chosen) < _version_key(MINIMUM_API)
     if too_old or (server_min and _version_key(chosen) < _version_key(server_min)):
@@ -582,46 +624,77 @@ def negotiate_version(
 
 
 class Engine:
-    """A connected Docker engine. Create one with `Engine.connect()`."""
+    """A connected Docker engine. Create one with `Engine.connect()`.
 
-    def __init__(self, client: docker.DockerClient, where: str) -> None:
-        self._client = client
-        self._api = client.api
+    `_fast` serves the requests every build makes: `engine_socket` for a local
+    engine, docker-py otherwise. docker-py itself (`_api`) is made on first use.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        make_client: Callable[[], docker.DockerClient],
+        version: str,
+        local: SocketApi | None = None,
+    ) -> None:
         self.where = where
+        self._make_client = make_client
+        self._client: docker.DockerClient | None = None
+        self._version = version
+        self._local = local
 
     @classmethod
     def connect(cls, timeout: int = 120) -> Engine:
         """Connect from the environment, negotiating the API version."""
-        docker = _docker()
         where = _default_where()
-        try:
-            env = docker.utils.kwargs_from_env()
-        except docker.errors.TLSParameterError as exc:
-            raise EngineUnavailable(
-                f"bad Docker TLS settings: {exc}", "check DOCKER_TLS_VERIFY and DOCKER_CERT_PATH"
-            ) from exc
-        probe = None
+        path = socket_path(os.environ.get("DOCKER_HOST", ""))
+        if path is None:
+            return cls._connect_remote(where, timeout)
+        info = _probe(SocketApi(path, timeout=10).version, where)
+        version = negotiate_version(info.get("ApiVersion", MINIMUM_API), info.get("MinAPIVersion"))
+
+        def make_client() -> docker.DockerClient:
+            return _docker().DockerClient(version=version, timeout=timeout, **_env_kwargs())
+
+        return cls(where, make_client, version, SocketApi(path, timeout, version))
+
+    @classmethod
+    def _connect_remote(cls, where: str, timeout: int) -> Engine:
+        """An engine only docker-py reaches (TCP, TLS, SSH)."""
+        docker = _docker()
+        env = _env_kwargs()
         try:
             probe = docker.APIClient(version=MINIMUM_API, timeout=10, **env)
-            info = call(probe.version, api_version=False, where=where)
-        except (EngineUnavailable, EngineError) as exc:
-            raise EngineUnavailable(f"no Docker engine answers at {where}", ENGINE_HINT) from exc
         except docker.errors.DockerException as exc:
             raise EngineUnavailable(
                 f"no Docker engine answers at {where} ({exc})", ENGINE_HINT
             ) from exc
+        try:
+            info = _probe(probe.version, where)
         finally:
-            if probe is not None:
-                probe.close()
+            probe.close()
         version = negotiate_version(info.get("ApiVersion", MINIMUM_API), info.get("MinAPIVersion"))
         client = docker.DockerClient(version=version, timeout=timeout, **env)
-        return cls(client, where)
+        return cls(where, lambda: client, version)
+
+    @property
+    def _api(self) -> Any:
+        """docker-py's low-level client, made on first use."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client.api
+
+    @property
+    def _fast(self) -> Any:
+        """The client for the requests every build makes."""
+        return self._local if self._local is not None else self._api
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return call(fn, *args, where=self.where, **kwargs)
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -631,10 +704,10 @@ class Engine:
 
     @property
     def api_version(self) -> str:
-        return str(self._api.api_version)
+        return self._version
 
     def server_version(self) -> ServerVersion:
-        raw = self._call(self._api.version)
+        raw = self._call(self._fast.version)
         return ServerVersion(str(raw.get("Version") or ""), str(raw.get("ApiVersion") or ""))
 
     # -- images ---------------------------------------------------------
@@ -642,7 +715,7 @@ class Engine:
     def inspect_image(self, ref: str) -> ImageInfo:
         """The engine's view of an image; NotFound when absent."""
         try:
-            return ImageInfo.from_api(self._call(self._api.inspect_image, ref))
+            return ImageInfo.from_api(self._call(self._fast.inspect_image, ref))
         except NotFound as exc:
             raise NotFound(
                 f"image {ref} is not in the engine",
@@ -690,7 +763,7 @@ class Engine:
     def remove_image(self, ref: str, force: bool = False) -> None:
         """Remove an image; quietly does nothing when it is already gone."""
         with contextlib.suppress(NotFound):
-            self._call(self._api.remove_image, ref, force=force, noprune=False)
+            self._call(self._fast.remove_image, ref, force=force, noprune=False)
 
     def images(
         self, labels: Iterable[str] = (), dangling: bool | None = None
@@ -719,7 +792,7 @@ class Engine:
                 comment=str(raw.get("Comment") or ""),
                 size=int(raw.get("Size") or 0),
             )
-            for raw in self._call(self._api.history, ref)
+            for raw in self._call(self._fast.history, ref)
         ]
 
     def export_image(self, ref: str) -> Iterator[bytes]:
@@ -728,7 +801,7 @@ class Engine:
 
     def load_image(self, archive: Iterable[bytes]) -> None:
         """`docker load` of a streamed archive; never replayed."""
-        stream = call_once(self._api.load_image, archive, where=self.where)
+        stream = call_once(self._fast.load_image, archive, where=self.where)
         for event in self._guard(stream):
             if isinstance(event, dict) and event.get("error"):
                 detail = (event.get("errorDetail") or {}).get("message") or event["error"]
@@ -899,7 +972,7 @@ class Engine:
                 labels=dict(raw.get("Labels") or {}),
                 running=raw.get("State") == "running",
             )
-            for raw in self._call(self._api.containers, all=True, filters=filters)
+            for raw in self._call(self._fast.containers, all=True, filters=filters)
         ]
 
     def exec(
@@ -951,7 +1024,7 @@ class Engine:
 
     def volumes(self, labels: Iterable[str] = ()) -> list[VolumeInfo]:
         filters = {"label": list(labels)} if labels else None
-        found = self._call(self._api.volumes, filters=filters).get("Volumes") or []
+        found = self._call(self._fast.volumes, filters=filters).get("Volumes") or []
         return [VolumeInfo(str(v.get("Name")), dict(v.get("Labels") or {})) for v in found]
 
     def create_network(self, name: str, labels: Mapping[str, str] | None = None) -> NetworkInfo:

@@ -6,6 +6,7 @@ assemble makes, and the same image id from the same commit."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from nbs2i.engine import Engine
 from nbs2i.errors import BuildError
 from tests.support.builds import SAMPLES, Events
 from tests.support.builds import request as build_request
-from tests.support.cli import Running
+from tests.support.cli import Running, nbs2i
 from tests.support.gitrepo import git, make_repo, one_notebook
 from tests.support.inside import run_in_image
 from tests.support.layers import find_in_layers, top_layer
@@ -338,3 +339,29 @@ def test_the_default_builder_is_built_on_first_use(
     code, listing = run_in_image(engine, out, ["ls", DEST])
     assert (code, listing.split()) == (0, ["hello.ipynb"])
     assert_nothing_left(engine)
+
+
+def test_a_notebook_only_build_never_loads_docker_py(
+    engine: Engine, builder_image: str, track: Tracker, tmp_path: Path
+) -> None:
+    """Importing docker-py takes longer than such a build waits for the engine:
+    its requests, those of a rebuild that replaces the image included, go over
+    the socket with the standard library."""
+    src = one_notebook(tmp_path)
+    out = track.image(tag("no-docker-py"))
+    made = []
+    for edit in ("first", "second"):
+        (src / "a.ipynb").write_text(json.dumps({"metadata": {"edit": edit}}))
+        done = nbs2i(
+            *("build", str(src), out, "--builder", builder_image, "--json"),
+            *label_args("--container-label"),
+            env={"PYTHONPROFILEIMPORTTIME": "1"},
+        )
+        assert done.code == 0, done.stderr
+        result = json.loads(done.stdout.splitlines()[-1])
+        assert result["method"] == "layer"
+        made.append(result["image"])
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+        assert "nbs2i.engine_socket" in imported, "no import log"
+        assert not imported & {"docker", "requests", "urllib3"}
+    assert made[0] != made[1] and not engine.image_exists(made[0]), "the replaced image is left"

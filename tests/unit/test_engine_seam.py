@@ -104,10 +104,15 @@ def test_server_error_message_is_one_line() -> None:
 
 @pytest.mark.parametrize(
     ("server", "expected"),
-    [("1.41", "1.41"), ("1.24", "1.24"), ("1.99", docker.constants.DEFAULT_DOCKER_API_VERSION)],
+    [("1.41", "1.41"), ("1.24", "1.24"), ("1.99", eng.NEWEST_API)],
 )
 def test_version_negotiation_picks_the_newest_common_version(server: str, expected: str) -> None:
     assert eng.negotiate_version(server, "1.12") == expected
+
+
+def test_nbs2i_speaks_no_newer_api_than_docker_py() -> None:
+    # docker-py serves the requests engine_socket does not; both use one version.
+    assert eng.NEWEST_API == docker.constants.DEFAULT_DOCKER_API_VERSION
 
 
 def test_version_negotiation_refuses_an_engine_too_old() -> None:
@@ -152,7 +157,7 @@ class FakeClient:
 
 def test_bytes_archive_is_retried_after_a_reset() -> None:
     client = FakeClient()
-    engine = eng.Engine(client, "unix:///fake.sock")  # type: ignore[arg-type]
+    engine = eng.Engine("unix:///fake.sock", lambda: client, "1.41")  # type: ignore[arg-type,return-value]
     engine.put_archive("c1", "/tmp", b"tar bytes")
     # The retry sent the same full payload again.
     assert client.api.received == [b"tar bytes", b"tar bytes"]
@@ -160,7 +165,7 @@ def test_bytes_archive_is_retried_after_a_reset() -> None:
 
 def test_streamed_archive_is_sent_once_and_not_replayed() -> None:
     client = FakeClient()
-    engine = eng.Engine(client, "unix:///fake.sock")  # type: ignore[arg-type]
+    engine = eng.Engine("unix:///fake.sock", lambda: client, "1.41")  # type: ignore[arg-type,return-value]
     chunks = (part for part in (b"tar ", b"chunks"))
     with pytest.raises(EngineUnavailable) as info:
         engine.put_archive("c1", "/tmp", chunks)
