@@ -232,3 +232,39 @@ def test_a_build_waits_for_another_that_holds_the_tag(
         assert seen == []
     waiter.join(10)
     assert seen == ["held"]
+
+
+def test_builds_of_one_tag_never_overlap_and_leave_no_lock_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each holder removes its lock file; those that waited on a removed file
+    lock the path's new one, and still only one holds the tag at a time."""
+    import threading
+    import time
+
+    from nbs2i.build.tagging import tag_lock
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    holding: list[int] = []
+    most = 0
+    guard = threading.Lock()
+
+    def hold(i: int) -> None:
+        nonlocal most
+        for _ in range(5):
+            with tag_lock("course:1"):
+                with guard:
+                    holding.append(i)
+                    most = max(most, len(holding))
+                time.sleep(0.002)
+                with guard:
+                    holding.remove(i)
+
+    workers = [threading.Thread(target=hold, args=(i,)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert not any(worker.is_alive() for worker in workers)
+    assert most == 1 and holding == []
+    assert list((tmp_path / "nbs2i" / "locks").iterdir()) == []

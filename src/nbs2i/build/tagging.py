@@ -15,6 +15,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 from nbs2i import interrupts
 from nbs2i.engine import Docker
@@ -35,21 +36,51 @@ def _lock_dir() -> Path:
 @contextlib.contextmanager
 def tag_lock(tag: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Exclusive while held, for builds of `tag` on this machine. `on_wait` is
-    called once when another process holds it, before waiting."""
+    called once when another process holds it, before waiting.
+
+    The lock file is removed by its holder, so that one file per tag ever built
+    does not pile up; whoever waited on a removed file opens the path anew."""
     directory = _lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (hashlib.sha256(tag.encode()).hexdigest()[:32] + ".lock")
-    with path.open("a") as handle:
+    handle = _acquire(path, on_wait)
+    try:
+        yield
+    finally:
+        # Removed while still held: the path never names a file someone holds
+        # that a newcomer could lock too.
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        handle.close()  # releases the lock
+
+
+def _acquire(path: Path, on_wait: Callable[[], None] | None) -> IO[str]:
+    """The open, locked lock file that `path` names."""
+    while True:
+        handle = path.open("a")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                    on_wait = None
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            if _still_at(handle, path):
+                return handle
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()  # the holder before removed it: lock the path's new file
+
+
+def _still_at(handle: IO[str], path: Path) -> bool:
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def current(engine: Docker, tag: str) -> str:
