@@ -95,7 +95,7 @@ class SocketApi:
     def volumes(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
         return self._json("GET", "/volumes", params={"filters": filters})
 
-    def load_image(self, data: Iterable[bytes]) -> list[dict[str, Any]]:
+    def load_image(self, data: Iterable[bytes]) -> list[Any]:
         """The engine's progress messages, read to the end."""
         return _messages(self._request("POST", "/images/load", body=data))
 
@@ -108,7 +108,10 @@ class SocketApi:
         versioned: bool = True,
     ) -> Any:
         raw = self._request(method, template, *args, params=params, versioned=versioned)
-        return json.loads(raw) if raw.strip() else None
+        found = _messages(raw)
+        if len(found) > 1:
+            raise ApiError(None, f"{len(found)} answers where one was expected")
+        return found[0] if found else None
 
     def _request(
         self,
@@ -165,11 +168,12 @@ def _error_message(raw: bytes, reason: str) -> str:
     return str(message or raw.decode("utf-8", "replace").strip() or reason)
 
 
-def _messages(raw: bytes) -> list[dict[str, Any]]:
-    """A stream of JSON objects (the engine separates them by newlines, or not)."""
+def _messages(raw: bytes) -> list[Any]:
+    """A stream of JSON values (the engine separates them by newlines, or not);
+    ApiError for anything else."""
     decoder = json.JSONDecoder()
     text = raw.decode("utf-8", "replace")
-    found: list[dict[str, Any]] = []
+    found: list[Any] = []
     at = 0
     while True:
         while at < len(text) and text[at].isspace():

@@ -121,6 +121,18 @@ def test_an_error_status_is_an_api_error_with_the_engines_words(
     assert (info.value.status_code, info.value.explanation) == (status, message)
 
 
+@pytest.mark.parametrize(("body", "problem"), [(b"<html>", "not JSON"), (b"{}{}", "2 answers")])
+def test_an_answer_that_is_not_one_json_value_is_an_api_error(
+    tmp_path: Path, body: bytes, problem: str
+) -> None:
+    path = str(tmp_path / "engine.sock")
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+    served = _serve_once(path, head.encode() + body)
+    with pytest.raises(ApiError, match=problem):
+        SocketApi(path, 10, "1.41").inspect_image("a:1")
+    served.join(timeout=10)
+
+
 def test_a_hang_up_and_a_missing_socket_are_connection_faults(tmp_path: Path) -> None:
     path = str(tmp_path / "engine.sock")
     served = _serve_once(path, b"")
