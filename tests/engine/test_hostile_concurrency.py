@@ -23,7 +23,8 @@ import pytest
 
 from nbs2i import labels
 from nbs2i.engine import Docker
-from tests.support.hostile import git, layer_builder, notebook_tree, write
+from tests.support.gitrepo import git
+from tests.support.hostile import layer_builder, notebook_tree, write
 from tests.support.sandbox import Sandbox
 from tests.support.session import SESSION_FILTER, tag
 from tests.support.tracker import Tracker

@@ -113,7 +113,7 @@ def test_a_password_with_a_raw_at_sign_is_used_and_stored_nowhere(
 
 
 def _commit(tmp_path: Path) -> str:
-    from tests.support.hostile import git
+    from tests.support.gitrepo import git
 
     return git(tmp_path / "served" / "course.git", "rev-parse", "HEAD")
 

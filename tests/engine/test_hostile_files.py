@@ -80,6 +80,15 @@ def assert_no_secret(engine: Docker, results: list[Result], secret: Sentinel, im
         assert not secret_hits(engine, image, secret.needles)
 
 
+def assert_refused_without_secret(
+    engine: Docker, results: list[Result], secret: Sentinel, image: str, named: str
+) -> None:
+    """Each refusal is one line naming `named`; the secret is in no output or image."""
+    for result in results:
+        one_error_line(result, named)
+    assert_no_secret(engine, results, secret, image)
+
+
 # -- links out of the source, over git:// ----------------------------------------------
 
 
@@ -155,10 +164,8 @@ def test_a_link_out_of_a_served_repository_is_refused_naming_it(
     publish(tmp_path / "tree", daemon.base, name)
     image = tag(f"hostile-{case.id}")
     results = refused(box, daemon.url(name), image, tiny_builder)
-    for result in results:
-        one_error_line(result, case.named or case.rel)
+    assert_refused_without_secret(engine, results, secret, image, case.named or case.rel)
     assert_json_error(results[1])
-    assert_no_secret(engine, results, secret, image)
     assert not engine.image_exists(image)
 
 
@@ -175,9 +182,7 @@ def test_an_include_that_leaves_the_source_by_its_path_is_refused(
     publish(tree, daemon.base, "include-path.git")
     image = tag("hostile-include-path")
     results = refused(box, daemon.url("include-path.git"), image, tiny_builder)
-    for result in results:
-        one_error_line(result, "requirements.txt")
-    assert_no_secret(engine, results, secret, image)
+    assert_refused_without_secret(engine, results, secret, image, "requirements.txt")
 
 
 def test_usage_linked_out_is_not_written_by_as_dockerfile(
@@ -219,9 +224,7 @@ def test_context_dir_linked_out_is_refused(
     results = refused(
         box, daemon.url("context-link.git"), image, tiny_builder, "--context-dir", "week1"
     )
-    for result in results:
-        one_error_line(result, "week1")
-    assert_no_secret(engine, results, secret, image)
+    assert_refused_without_secret(engine, results, secret, image, "week1")
 
 
 def test_a_submodule_on_the_build_machine_is_not_fetched(
@@ -239,7 +242,7 @@ def test_a_submodule_on_the_build_machine_is_not_fetched(
     write(private, "secret.txt", secret.path.read_bytes())
     publish(private, secret.path.parent, "private.git")
     tree = notebook_tree(tmp_path / "tree")
-    from tests.support.hostile import git
+    from tests.support.gitrepo import git
 
     git(tree, "init", "-q")
     git(
@@ -302,9 +305,7 @@ def test_a_listed_link_out_is_refused_naming_it(
     publish(tree, daemon.base, "listed-link.git")
     image = tag("hostile-listed-link")
     results = refused(box, daemon.url("listed-link.git"), image, tiny_builder)
-    for result in results:
-        one_error_line(result, "notes/host.txt")
-    assert_no_secret(engine, results, secret, image)
+    assert_refused_without_secret(engine, results, secret, image, "notes/host.txt")
 
 
 # -- special files and devices (a directory source: Git cannot hold them) --------------

@@ -13,10 +13,12 @@ points at is in no byte that was streamed before.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -169,16 +171,31 @@ def layer_entries(engine: Docker, image: str) -> dict[str, tuple[tarfile.TarInfo
     return found
 
 
-def build_and_compare(
-    box: Sandbox, engine: Docker, builder: str, tree: Tree, secret: Sentinel, *options: str
-) -> None:
+@contextlib.contextmanager
+def _source_of(
+    box: Sandbox, engine: Docker, tree: Tree, secret: Sentinel, name: str
+) -> Iterator[tuple[Path, str, Expected]]:
+    """`tree` on disk, aimed at the secret, with the image name to build it as and
+    what the image must hold; both removed afterwards, and nothing left."""
     root = Path(tempfile.mkdtemp(dir=box.tmp.parent)) / "src"
-    image = box.image(tag("random"))
+    image = box.image(tag(name))
     try:
         aimed = _aimed(tree, secret)
         materialize(aimed, root)
         want = expected(aimed, root)
         _label(tree, want)
+        yield root, image, want
+    finally:
+        shutil.rmtree(root.parent)
+        engine.remove_image(image, force=True)
+        left = box.left()
+        assert left.empty, left
+
+
+def build_and_compare(
+    box: Sandbox, engine: Docker, builder: str, tree: Tree, secret: Sentinel, *options: str
+) -> None:
+    with _source_of(box, engine, tree, secret, "random") as (root, image, want):
         result = box.nbs2i(*box.build_args(str(root), image, builder, *options), timeout=120)
         assert secret.token.decode() not in result.stdout + result.stderr
         if want.links_out:
@@ -189,11 +206,6 @@ def build_and_compare(
             return
         assert result.code == 0, result.stderr
         compare(layer_entries(engine, image), want)
-    finally:
-        shutil.rmtree(root.parent)
-        engine.remove_image(image, force=True)
-        left = box.left()
-        assert left.empty, left
 
 
 ENGINE_SETTINGS = settings(
@@ -230,13 +242,7 @@ def test_the_assemble_container_gets_exactly_the_expected_files(
 def _assemble_and_compare(
     box: Sandbox, engine: Docker, builder: str, tree: Tree, secret: Sentinel
 ) -> None:
-    root = Path(tempfile.mkdtemp(dir=box.tmp.parent)) / "src"
-    image = box.image(tag("random-assemble"))
-    try:
-        aimed = _aimed(tree, secret)
-        materialize(aimed, root)
-        want = expected(aimed, root)
-        _label(tree, want)
+    with _source_of(box, engine, tree, secret, "random-assemble") as (root, image, want):
         args = box.build_args(str(root), image, builder, "--always-assemble", "-q")
         result = box.nbs2i(*args, timeout=120)
         assert secret.token.decode() not in result.stdout + result.stderr
@@ -251,8 +257,3 @@ def _assemble_and_compare(
             if e.name.startswith(NOTEBOOK_DIR + "/")
         }
         compare(found, want)
-    finally:
-        shutil.rmtree(root.parent)
-        engine.remove_image(image, force=True)
-        left = box.left()
-        assert left.empty, left

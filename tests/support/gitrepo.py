@@ -21,9 +21,10 @@ def git(cwd: Path, *args: str) -> str:
         "GIT_COMMITTER_DATE": DATE,
         "HOME": str(cwd),
         "PATH": "/usr/bin:/bin",
+        "GIT_CONFIG_NOSYSTEM": "1",
     }
     done = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
+        ["git", "-c", "init.defaultBranch=main", "-c", "core.symlinks=true", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -19,25 +19,13 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbs2i.engine import Docker
 from tests.support.cli import Result
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Student",
-    "GIT_AUTHOR_EMAIL": "student@example.org",
-    "GIT_COMMITTER_NAME": "Student",
-    "GIT_COMMITTER_EMAIL": "student@example.org",
-    "GIT_AUTHOR_DATE": "2024-03-01T10:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-03-01T10:00:00Z",
-    "PATH": "/usr/bin:/bin",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-GIT_TIMEOUT = 60
+from tests.support.gitrepo import git
 
 
 @dataclass(frozen=True)
@@ -108,19 +96,6 @@ def relative_to_outside(root: Path, rel: str, outside: Path) -> str:
 
 
 # -- repositories ---------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", "-c", "core.symlinks=true", *args],
-        cwd=cwd,
-        env={**GIT_ENV, "HOME": str(cwd)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=GIT_TIMEOUT,
-    )
-    return done.stdout.strip()
 
 
 def publish(tree: Path, served: Path, name: str) -> str:
