@@ -248,7 +248,7 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
-    from nbs2i.build import default_builder
+    from nbs2i.building import default_builder
 
     builder = opts.builder or default_builder()
     if not image_id(builder):

@@ -124,7 +124,7 @@ def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
 def sample_build(engine: Engine, session_tracker: Tracker, builder_image: str) -> Any:
     """sample-notebooks/ built once with `builder_image` (a BuildResult: .tag,
     .image_id, .deps_image); removed at the end with the dependency layer it made."""
-    from nbs2i.build import BuildRequest, build
+    from nbs2i.building import BuildRequest, build
     from nbs2i.ca import default_ca_bundle
 
     ref = session_tracker.image(tag("sample"))

@@ -361,7 +361,7 @@ def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
 
 
 def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> None:
-    from nbs2i import build
+    from nbs2i import building as build
     from nbs2i.ca import default_ca_bundle
     from nbs2i.scripts import parse_env_pairs
 
@@ -390,7 +390,7 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
     )
     report = json_reporter if opts["as_json"] else human_reporter(opts["quiet"])
     if opts["as_dockerfile"]:
-        from nbs2i.build.dockerfile import write
+        from nbs2i.building.dockerfile import write
 
         click.echo(str(write(request, Path(opts["as_dockerfile"]), report)))
         return
@@ -470,7 +470,7 @@ def verify_cmd(image: str, **opts: Any) -> None:
 )
 def usage_cmd(image: str | None, container_label: tuple[str, ...]) -> None:
     """Print the usage script's output of IMAGE (default: the builder)."""
-    from nbs2i import build
+    from nbs2i import building as build
 
     labels = dict(_pairs(container_label, "--container-label"))
     with connect() as engine:

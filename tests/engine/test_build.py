@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.build import Injection, build, usage
+from nbs2i.building import Injection, build, usage
 from nbs2i.engine import Engine
 from tests.support.builds import SAMPLES, Events, request
 from tests.support.cli import Running, nbs2i

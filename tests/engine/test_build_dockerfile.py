@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nbs2i.build import build
-from nbs2i.build.dockerfile import write
+from nbs2i.building import build
+from nbs2i.building.dockerfile import write
 from nbs2i.engine import Engine
 from tests.support.builds import SAMPLES
 from tests.support.builds import request as build_request

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from nbs2i import restricted
-from nbs2i.build import build
+from nbs2i.building import build
 from nbs2i.ca import default_ca_bundle
 from nbs2i.engine import Engine
 from nbs2i.errors import BuildError
@@ -321,11 +321,11 @@ def test_the_default_builder_is_built_on_first_use(
     """No --builder and no nbs2i/builder:<version>: the build makes the builder first.
     (The default tags are redirected to a test tag so the user's builder is untouched;
     builder_image has warmed the build cache, so this is a cached build.)"""
-    import nbs2i.build
+    import nbs2i.building
     import nbs2i.builder
 
     default = track.image(tag("default-builder"))
-    monkeypatch.setattr(nbs2i.build, "default_tags", lambda: (default,))
+    monkeypatch.setattr(nbs2i.building, "default_tags", lambda: (default,))
     monkeypatch.setattr(nbs2i.builder, "default_tags", lambda: (default,))
     assert not engine.image_exists(default)
     src = tmp_path / "lecture"

@@ -785,7 +785,7 @@ def test_the_labels_nbs2i_writes_layers_by_are_true(
     exactly what the image holds."""
     from nbs2i import builder as nbs2i_builder
     from nbs2i import labels
-    from nbs2i.build.plan import notebook_dirs
+    from nbs2i.building.plan import notebook_dirs
 
     config = engine.inspect_image(builder_image).config
     assert config.labels[labels.ASSEMBLE_DIGEST] == nbs2i_builder.shipped_assemble_digest()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nbs2i import restricted
-from nbs2i.build import BuildResult, build
+from nbs2i.building import BuildResult, build
 from nbs2i.ca import default_ca_bundle
 from nbs2i.engine import Engine
 from tests.support.builds import Events

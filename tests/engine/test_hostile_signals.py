@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nbs2i import interrupts, labels
-from nbs2i.build import tagging
+from nbs2i.building import tagging
 from nbs2i.engine import Docker, Engine, ImageConfig, ImageInfo
 from nbs2i.errors import NotFound
 from tests.support import cli
@@ -246,7 +246,7 @@ class SignalOnCommit:
 def test_an_interrupted_commit_on_the_real_engine_says_where_the_tag_points(
     guarded: None, box: Sandbox, engine: Engine, tiny_builder: str, tmp_path: Path
 ) -> None:
-    from nbs2i.build import BuildRequest, build
+    from nbs2i.building import BuildRequest, build
 
     src = notebook_tree(tmp_path / "src")
     image = box.image(tag("interrupted-commit"))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbs2i.build import BuildRequest
+from nbs2i.building import BuildRequest
 from nbs2i.progress import Event
 from tests.support.session import LABEL_PAIRS
 

@@ -47,7 +47,7 @@ def build_notebooks(engine: Docker, source: Path, tag: str, builder: str) -> lis
     """Build a notebook directory into `tag` with nbs2i's real S2I build, the
     way the `sample_build` fixture does; the images this made (the tag, and a
     dependency layer it did not merely reuse), for the caller to remove."""
-    from nbs2i.build import BuildRequest, build
+    from nbs2i.building import BuildRequest, build
     from nbs2i.ca import default_ca_bundle
 
     request = BuildRequest(

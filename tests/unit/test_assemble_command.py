@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from nbs2i.build.assemble import _command
+from nbs2i.building.assemble import _command
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.build import deps
+from nbs2i.building import deps
 from nbs2i.errors import SourceError
 
 

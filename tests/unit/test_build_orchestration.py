@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nbs2i import labels
-from nbs2i.build import build
-from nbs2i.build.request import BuildRequest, Injection
+from nbs2i.building import build
+from nbs2i.building.request import BuildRequest, Injection
 from nbs2i.builder import shipped_assemble_digest
 from nbs2i.engine import ImageConfig
 from nbs2i.errors import BuildError, EngineError
@@ -215,7 +215,7 @@ def test_a_build_waits_for_another_that_holds_the_tag(
 ) -> None:
     import threading
 
-    from nbs2i.build.tagging import tag_lock
+    from nbs2i.building.tagging import tag_lock
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     seen: list[str] = []
@@ -242,7 +242,7 @@ def test_builds_of_one_tag_never_overlap_and_leave_no_lock_files(
     import threading
     import time
 
-    from nbs2i.build.tagging import tag_lock
+    from nbs2i.building.tagging import tag_lock
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     holding: list[int] = []

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from nbs2i import labels
-from nbs2i.build.deps import Dependencies
-from nbs2i.build.plan import Facts, notebook_dirs, plan
-from nbs2i.build.request import BuildRequest, Injection
+from nbs2i.building.deps import Dependencies
+from nbs2i.building.plan import Facts, notebook_dirs, plan
+from nbs2i.building.request import BuildRequest, Injection
 from nbs2i.engine import ImageConfig, ImageInfo
 from nbs2i.errors import BuildError, SecurityError
 from nbs2i.scripts import Script, Scripts

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.build.request import BuildRequest, Injection, check
+from nbs2i.building.request import BuildRequest, Injection, check
 from nbs2i.errors import Nbs2iError, UsageError
 from nbs2i.reference import ImageRef, split
 

@@ -30,9 +30,9 @@ from contextlib import suppress
 from dataclasses import replace
 
 from nbs2i import registry
-from nbs2i.build import assemble, deps, layer, plan, request, tagging
-from nbs2i.build.plan import BuildPlan, DepsStep, Facts
-from nbs2i.build.request import BuildRequest, BuildResult, Injection
+from nbs2i.building import assemble, deps, layer, plan, request, tagging
+from nbs2i.building.plan import BuildPlan, DepsStep, Facts
+from nbs2i.building.request import BuildRequest, BuildResult, Injection
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.engine import Docker, Leftovers
 from nbs2i.errors import BuildError, EngineError

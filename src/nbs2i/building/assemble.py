@@ -31,8 +31,8 @@ from pathlib import Path, PurePosixPath
 
 from nbs2i import ca, labels
 from nbs2i.archive import TarFile, files_tar, tar_stream
-from nbs2i.build.plan import PHASE_VAR, BuildPlan, DepsStep
-from nbs2i.build.request import Injection
+from nbs2i.building.plan import PHASE_VAR, BuildPlan, DepsStep
+from nbs2i.building.request import Injection
 from nbs2i.engine import ContainerSpec, Docker, Leftovers, Mount
 from nbs2i.errors import BuildError, Nbs2iError
 from nbs2i.progress import Event, Reporter, lines

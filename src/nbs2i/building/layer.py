@@ -26,7 +26,7 @@ from pathlib import Path
 
 from nbs2i import labels
 from nbs2i.archive import CHUNK, TarFile, files_tar, tar_stream
-from nbs2i.build.plan import BuildPlan, LayerPlan
+from nbs2i.building.plan import BuildPlan, LayerPlan
 from nbs2i.engine import Docker, HistoryEntry, ImageInfo
 from nbs2i.errors import EngineError
 from nbs2i.image import created

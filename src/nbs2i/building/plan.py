@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 
 from nbs2i import labels
 from nbs2i.archive import DirEntry
-from nbs2i.build.deps import Dependencies, key
-from nbs2i.build.request import BuildRequest, Injection
+from nbs2i.building.deps import Dependencies, key
+from nbs2i.building.request import BuildRequest, Injection
 from nbs2i.engine import ImageConfig, ImageInfo
 from nbs2i.errors import BuildError
 from nbs2i.image import check_user, image_config, output_labels, parse_uid_range

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from nbs2i import __version__, ca, labels
 from nbs2i.archive import TarFile, files_tar, readable, tar_stream
-from nbs2i.build import plan as planning
-from nbs2i.build.assemble import APT_SCRIPT
-from nbs2i.build.request import BuildRequest, check
+from nbs2i.building import plan as planning
+from nbs2i.building.assemble import APT_SCRIPT
+from nbs2i.building.request import BuildRequest, check
 from nbs2i.engine import ImageConfig, ImageInfo
 from nbs2i.errors import Nbs2iError, UsageError
 from nbs2i.progress import Event, Reporter, silent
@@ -87,7 +87,7 @@ def _unpack(stream: Iterable[bytes], into: Path) -> None:
 
 def write(req: BuildRequest, out_dir: Path, reporter: Reporter = silent) -> Path:
     """Write DIR/Dockerfile and DIR/upload; the Dockerfile's path."""
-    from nbs2i.build import default_builder, read_source
+    from nbs2i.building import default_builder, read_source
     from nbs2i.builder import shipped_assemble_digest
 
     check(req)
