@@ -57,8 +57,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         upstream.binary() is None,
-        reason="the upstream s2i CLI is not on PATH (v1.3.8; ../shared/tools/build-s2i "
-        "builds it offline)",
+        reason="the upstream s2i CLI is not on PATH: these tests compare nbs2i with it "
+        "when an `s2i` binary (v1.3.8 or newer) is installed",
     ),
 ]
 

@@ -1,10 +1,13 @@
-"""The built wheel is a complete nbs2i: the builder's sources ride inside it.
+"""The built wheel is a complete nbs2i: every package, and the builder's sources.
 
 An installed nbs2i must be able to build its builder image with no source tree
-around, so these tests build the real wheel, check what is in it, install it
-into a fresh venv and run it from a directory outside the repository. pip's
-build isolation fetches hatchling, and the fresh venv gets the wheel's declared
-dependencies, from the package index: nothing else leaves the machine.
+around, so these tests build the real wheel from the tree as git would check it
+out (the repository's .gitignore holds Python's usual template, whose `build/`
+line once made hatchling leave a package out), check what is in it, install it
+into a fresh venv, import every module and build a directory with it from
+outside the repository. pip's build isolation fetches hatchling, and the fresh
+venv gets the wheel's declared dependencies, from the package index: nothing
+else leaves the machine.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from pathlib import Path
 import pytest
 
 from nbs2i.cli import cli
+from tests.support.session import label_args, tag
+from tests.support.tracker import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "src" / "nbs2i"
 S2I = REPO / "s2i"
 # Where s2i/ lands inside the wheel (pyproject's force-include).
 PACKAGED = "nbs2i/s2i/"
@@ -210,3 +216,55 @@ def test_installed_nbs2i_makes_a_builder_context_without_the_tree(installed: Ins
     modes = dict(line.split() for line in out.splitlines())
     for name, executable in REQUIRED.items():
         assert modes.get(name) == ("0o755" if executable else "0o644"), name
+
+
+def source_modules() -> list[str]:
+    """Every module of the package in the source tree, as an import name."""
+    return sorted(
+        ".".join(("nbs2i", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__main__.py"
+    )
+
+
+def test_the_wheel_holds_every_module_of_the_tree(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    for module in source_modules():
+        as_path = module.replace(".", "/")
+        assert f"{as_path}.py" in names or f"{as_path}/__init__.py" in names, module
+
+
+def test_installed_nbs2i_imports_every_module(installed: Installed) -> None:
+    script = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
+    modules = source_modules()
+    assert "nbs2i.building" in modules
+    must(
+        run([installed.python, "-c", script, *modules], cwd=installed.outside, timeout=RUN_SECONDS)
+    )
+
+
+def test_installed_nbs2i_builds_a_directory(
+    installed: Installed, tiny_builder: str, track: Tracker
+) -> None:
+    course = installed.outside / "course"
+    course.mkdir()
+    (course / "lecture.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4}\n')
+    ref = track.image(tag("installed-wheel"))
+    out = must(
+        run(
+            [
+                installed.nbs2i,
+                "build",
+                course,
+                ref,
+                "--builder",
+                tiny_builder,
+                *label_args("--container-label"),
+            ],
+            cwd=installed.outside,
+            timeout=PIP_SECONDS,
+        )
+    )
+    assert ref in out
+    assert track.engine.image_exists(ref)
