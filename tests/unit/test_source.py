@@ -1,4 +1,4 @@
-"""source.py against real Git repositories that the tests create (file:// only, no network)."""
+"""nbs2i.source against real Git repositories that the tests create (file:// only, no network)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.archive import source_files
 from nbs2i.errors import SourceError
 from nbs2i.source import (
     clean_context_dir,
@@ -21,6 +20,7 @@ from nbs2i.source import (
     redact,
     summarize_git_error,
 )
+from tests.support.archives import source_files
 
 COMMIT_TIME = 1_700_000_000
 
@@ -372,7 +372,7 @@ def test_file_submodule_of_a_non_file_source_is_refused(
     run_git(top, "init", "-q", "-b", "main")
     run_git(top, "submodule", "-q", "add", f"file://{sub}", "s")
     commit_all(top, "top", COMMIT_TIME)
-    from nbs2i import source
+    from nbs2i.source import git as source
 
     calls: list[str] = []
     original = source._update_submodules
@@ -420,7 +420,7 @@ def test_clean_context_dir() -> None:
 def test_temp_dir_removed_on_interrupt_during_clone(
     repo: Repo, temp_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbs2i import source
+    from nbs2i.source import git as source
 
     def interrupted(repo_dir: Path, url: str, env: dict[str, str]) -> None:
         assert any(temp_root.iterdir())  # the clone is on disk by now
@@ -435,21 +435,22 @@ def test_temp_dir_removed_on_interrupt_during_clone(
 def test_credentials_never_reach_the_description_or_git(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbs2i import source
+    from nbs2i.source import git as source
+    from nbs2i.source import urls
 
-    seen: list[source._Credentials] = []
-    real_clone = source._clone
+    seen: list[urls.Credentials] = []
+    real_clone = source.clone
 
-    def clone_from_disk(creds: source._Credentials, ref: str, dest: Path) -> None:
+    def clone_from_disk(creds: urls.Credentials, ref: str, dest: Path) -> None:
         seen.append(creds)
-        real_clone(source._Credentials(repo.url), ref, dest)
+        real_clone(urls.Credentials(repo.url), ref, dest)
 
-    monkeypatch.setattr(source, "_clone", clone_from_disk)
+    monkeypatch.setattr(source, "clone", clone_from_disk)
     with open_source("https://user:s3c@ret@example.org/o/r.git") as src:
         assert src.location == "https://example.org/o/r.git"
     # Git is given the URL without the password, which travels in the helper's environment.
-    assert seen == [source._Credentials("https://example.org/o/r.git", "user", "s3c@ret")]
-    env = source._credential_environment(seen[0])
+    assert seen == [urls.Credentials("https://example.org/o/r.git", "user", "s3c@ret")]
+    env = urls.credential_environment(seen[0])
     assert "s3c@ret" not in " ".join(v for k, v in env.items() if k != "NBS2I_GIT_PASSWORD")
     assert env["GIT_CONFIG_KEY_0"] == "credential.https://example.org.helper"
 
@@ -475,7 +476,7 @@ def _alive(pid: int) -> bool:
 def test_a_git_command_that_runs_too_long_is_killed_with_its_children(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbs2i import source
+    from nbs2i.source import git as source
 
     monkeypatch.setattr(source, "GIT_SECONDS", 1)
     pidfile = tmp_path / "pid"
