@@ -5,12 +5,16 @@ processes, start-up included, alternating with an anchor nbs2i when one is given
    built from its URL (shallow clone, the commit read, the notebook layer).
 2. The same repository built as a local checkout (the commit read, no clone).
 3. The same files as a plain directory (no checkout: nothing to read).
+4. The clone alone, without the engine: a Python process that opens the
+   `file://` source (clone, commit read, temp dir removed) and exits.
 
     .venv/bin/python benchmarks/clone.py [--builder IMAGE] [--runs 5]
-        [--anchor "env PYTHONPATH=/path/to/other/src /path/to/other/nbs2i"]
+        [--anchor "env PYTHONPATH=/other/src /other/.venv/bin/nbs2i"]
+        [--anchor-python "env PYTHONPATH=/other/src /other/.venv/bin/python"]
 
 `--anchor` is a command line that runs another nbs2i (another commit's
-sources, say); each round runs every case with nbs2i, then with the anchor.
+sources, say), `--anchor-python` its Python for case 4; each round runs every
+case with this nbs2i, then with the anchor.
 The builder defaults to nbs2i/builder:<version> (built first when absent).
 Everything it builds is tagged nbs2i-bench/* and removed.
 """
@@ -27,6 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build import LABEL, NBS2I, RUN_ID, SAMPLES, alternate, image_id, median, run
+
+OPEN_SOURCE = (
+    "import sys\nfrom nbs2i.source import open_source\n"
+    "with open_source(sys.argv[1]) as source:\n    pass\n"
+)
 
 
 def course(work: Path) -> tuple[Path, Path]:
@@ -52,15 +61,16 @@ def main() -> int:
     parser.add_argument("--builder", default="")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--anchor", default="", help="command line of another nbs2i")
+    parser.add_argument("--anchor-python", default="", help="command line of its Python")
     opts = parser.parse_args()
     from nbs2i.building import default_builder
 
     builder = opts.builder or default_builder()
     if not image_id(builder):
         run([NBS2I, "builder", "build", "--tag", builder, "-q"])
-    commands = {"nbs2i": [NBS2I]}
+    commands = {"nbs2i": ([NBS2I], [sys.executable])}
     if opts.anchor:
-        commands["anchor"] = shlex.split(opts.anchor)
+        commands["anchor"] = (shlex.split(opts.anchor), shlex.split(opts.anchor_python))
     work = Path(tempfile.mkdtemp(prefix="bench-clone-"))
     tags: list[str] = []
     try:
@@ -69,11 +79,15 @@ def main() -> int:
         sources["plain dir"] = str(plain)
         contenders = {}
         for case, source in sources.items():
-            for who, command in commands.items():
+            for who, (command, _python) in commands.items():
                 tag = f"nbs2i-bench/clone-{who}-{len(tags)}:{RUN_ID}"
                 tags.append(tag)
                 args = [*command, "build", source, tag, "--builder", builder, "-q", *LABEL]
                 contenders[f"{case}, {who}"] = lambda _i, args=args: run(args)
+        for who, (_command, python) in commands.items():
+            if python:
+                args = [*python, "-c", OPEN_SOURCE, f"file://{repo}"]
+                contenders[f"clone alone, {who}"] = lambda _i, args=args: run(args)
         for build in contenders.values():
             build(-1)  # warm: the first build pays for the page cache, not for nbs2i
         times = alternate(opts.runs, contenders)

@@ -212,9 +212,9 @@ def _cloned(url: str, ref: str, context: str) -> Iterator[Source]:
         # A subdirectory, so the source root has normal permissions (mkdtemp makes 0700).
         repo_dir = tmp / "repo"
         git.clone(creds, ref, repo_dir)
+        commit = git.describe(repo_dir)
         root = _apply_context(repo_dir, context, creds.url)
         # No credentials travel on into messages, image labels or files.
-        commit = git.describe(repo_dir)
         yield _source(redact(creds.url), ref, commit, context, root, commit.epoch)
     finally:
         remove_tree(tmp)
