@@ -21,7 +21,7 @@ What arrives in the container, whatever the files looked like on disk:
 - fifos, sockets and device files are skipped: Git cannot hold them and they
   are never notebook content.
 
-Selection (`source_files()`): `excludes` are Python regexes searched in the
+Selection: `excludes` are Python regexes searched in the
 path relative to the root (upstream s2i's `--exclude`, default `.git`); a
 matching directory is not entered. Then `.s2iignore` in the root, as upstream
 reads it: one glob a line (`*`, `?`, `[...]`, never crossing `/`), relative to
@@ -323,16 +323,6 @@ def _walk(root: Path, excludes: Sequence[str]) -> Iterator[tuple[str, str]]:
             stack.append((child, iter(_scan(root, child))))
 
 
-def source_files(root: Path, excludes: Sequence[str] = (DEFAULT_EXCLUDE,)) -> Iterator[Path]:
-    """Relative paths of the entries that go into the archive (dirs, files, symlinks).
-
-    Sorted by name, a directory before its contents; `excludes` and `.s2iignore`
-    applied. The root itself is not included.
-    """
-    for rel, _kind in _walk(Path(root), excludes):
-        yield Path(rel)
-
-
 # -- checks ------------------------------------------------------------------
 
 
@@ -619,7 +609,7 @@ def tar_stream(
     """The source under root as a tar (PAX format), in chunks, generated as it is consumed.
 
     Entries: `dirs` exactly as given, then `<prefix>` itself (unless among
-    `dirs`), then `<prefix>/<rel>` for every selected entry (see `source_files`),
+    `dirs`), then `<prefix>/<rel>` for every selected entry (see the module docstring),
     then `extra`. Raises SourceError (while streaming) for a symlink that points
     outside root or a file that cannot be read.
     """

@@ -16,11 +16,11 @@ from nbs2i.archive import (
     TarFile,
     check_source,
     files_tar,
-    source_files,
     tar_mode,
     tar_stream,
 )
 from nbs2i.errors import SourceError, UsageError
+from tests.support.archives import source_files
 
 UID = 1000680000  # an OpenShift-style UID: needs PAX (more than 7 octal digits)
 EPOCH = 1_700_000_000

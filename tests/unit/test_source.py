@@ -1,4 +1,4 @@
-"""source.py against real Git repositories that the tests create (file:// only, no network)."""
+"""nbs2i.source against real Git repositories that the tests create (file:// only, no network)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.archive import source_files
 from nbs2i.errors import SourceError
 from nbs2i.source import (
     clean_context_dir,
@@ -20,7 +19,10 @@ from nbs2i.source import (
     open_source,
     redact,
     summarize_git_error,
+    urls,
 )
+from nbs2i.source import git as source_git
+from tests.support.archives import source_files
 
 COMMIT_TIME = 1_700_000_000
 
@@ -372,16 +374,14 @@ def test_file_submodule_of_a_non_file_source_is_refused(
     run_git(top, "init", "-q", "-b", "main")
     run_git(top, "submodule", "-q", "add", f"file://{sub}", "s")
     commit_all(top, "top", COMMIT_TIME)
-    from nbs2i import source
-
     calls: list[str] = []
-    original = source._update_submodules
+    original = source_git._update_submodules
 
     def without_file(repo, url, env):  # type: ignore[no-untyped-def]
         calls.append(url)
         return original(repo, url, git_environment("https://example.org/top.git"))
 
-    monkeypatch.setattr(source, "_update_submodules", without_file)
+    monkeypatch.setattr(source_git, "_update_submodules", without_file)
     text = refused(f"file://{top}")
     assert calls
     assert text.startswith(f"cannot fetch the submodules of file://{top}: ")
@@ -420,13 +420,11 @@ def test_clean_context_dir() -> None:
 def test_temp_dir_removed_on_interrupt_during_clone(
     repo: Repo, temp_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbs2i import source
-
     def interrupted(repo_dir: Path, url: str, env: dict[str, str]) -> None:
         assert any(temp_root.iterdir())  # the clone is on disk by now
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(source, "_update_submodules", interrupted)
+    monkeypatch.setattr(source_git, "_update_submodules", interrupted)
     with pytest.raises(KeyboardInterrupt), open_source(repo.url):
         pytest.fail("must not get here")
     assert list(temp_root.iterdir()) == []
@@ -435,21 +433,19 @@ def test_temp_dir_removed_on_interrupt_during_clone(
 def test_credentials_never_reach_the_description_or_git(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbs2i import source
+    seen: list[urls.Credentials] = []
+    real_clone = source_git.clone
 
-    seen: list[source._Credentials] = []
-    real_clone = source._clone
-
-    def clone_from_disk(creds: source._Credentials, ref: str, dest: Path) -> None:
+    def clone_from_disk(creds: urls.Credentials, ref: str, dest: Path) -> None:
         seen.append(creds)
-        real_clone(source._Credentials(repo.url), ref, dest)
+        real_clone(urls.Credentials(repo.url), ref, dest)
 
-    monkeypatch.setattr(source, "_clone", clone_from_disk)
+    monkeypatch.setattr(source_git, "clone", clone_from_disk)
     with open_source("https://user:s3c@ret@example.org/o/r.git") as src:
         assert src.location == "https://example.org/o/r.git"
     # Git is given the URL without the password, which travels in the helper's environment.
-    assert seen == [source._Credentials("https://example.org/o/r.git", "user", "s3c@ret")]
-    env = source._credential_environment(seen[0])
+    assert seen == [urls.Credentials("https://example.org/o/r.git", "user", "s3c@ret")]
+    env = urls.credential_environment(seen[0])
     assert "s3c@ret" not in " ".join(v for k, v in env.items() if k != "NBS2I_GIT_PASSWORD")
     assert env["GIT_CONFIG_KEY_0"] == "credential.https://example.org.helper"
 
@@ -475,14 +471,12 @@ def _alive(pid: int) -> bool:
 def test_a_git_command_that_runs_too_long_is_killed_with_its_children(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbs2i import source
-
-    monkeypatch.setattr(source, "GIT_SECONDS", 1)
+    monkeypatch.setattr(source_git, "GIT_SECONDS", 1)
     pidfile = tmp_path / "pid"
     # git runs a shell that runs a sleep: a grandchild, as git-remote-http is.
     hang = f"alias.hang=!sh -c 'echo $$ > {pidfile}; exec sleep 60'"
-    with pytest.raises(source.GitFailed, match="no answer within 1 s"):
-        source.run_git(["-c", hang, "hang"], {}, tmp_path)
+    with pytest.raises(source_git.GitFailed, match="no answer within 1 s"):
+        source_git.run_git(["-c", hang, "hang"], {}, tmp_path)
     pid = int(pidfile.read_text())
     for _ in range(50):
         if not _alive(pid):
