@@ -146,6 +146,9 @@ def git_environment(url: str) -> dict[str, str]:
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GCM_INTERACTIVE": "never",
+        # An askpass program inherited from the caller (an IDE sets one) or
+        # named in core.askPass would pop up a prompt: `true` answers nothing.
+        "GIT_ASKPASS": "true",
         "GIT_ALLOW_PROTOCOL": _NETWORK_PROTOCOLS
         + (":file" if url.lower().startswith("file://") else ""),
         # Give up on a stalled transfer instead of hanging forever.
