@@ -49,7 +49,7 @@ __all__ = [
 SERVER_PYTHON = "/opt/jupyter/bin/python"
 # Seconds the entrypoint (seeding HOME) and the driver's start get beyond the
 # whole run's limit before nbs2i kills the container.
-START_GRACE = 60.0
+START_GRACE = 30.0
 # Seconds to wait for the container to exit once its output has ended.
 EXIT_WAIT = 15.0
 

@@ -239,7 +239,8 @@ async def run_notebook(path: str, limit: float, why_limit: str, out: Output) -> 
     done, _ = await asyncio.wait({task}, timeout=limit)
     if not done:
         await stop(client, task)
-        why = f"{why_limit}; the kernel was killed"
+        starting = " (the kernel was still starting)" if current[0] is None else ""
+        why = f"{why_limit}{starting}; the kernel was killed"
         return outcome(started, status=TIMEOUT, error=why, **cell_fields(nb, current[0]))
     error = task.exception()
     if error is None:
