@@ -13,6 +13,7 @@ import pytest
 
 from nbs2i import nbtest, restricted
 from nbs2i.building import build
+from nbs2i.errors import Nbs2iError
 from nbs2i.examine import OptionError
 from nbs2i.nbtest.driver import (
     MAX_ERROR,
@@ -264,6 +265,92 @@ def test_lines_cut_a_line_without_end_and_keep_the_next() -> None:
     assert list(lines(chunks, limit=50)) == ["short", "x" * 50, "after", "tail"]
     assert list(lines([b"a\r\nb"])) == ["a", "b"]
     assert list(lines([b"\xff\xfe\n"])) == ["\ufffd\ufffd"]
+
+
+# -- how a run ended -------------------------------------------------------------------
+
+ENDED = nbtest.Ending(exit_code=0, killed_at_limit=False, flooded=False)
+DEFAULTS = NotebookTestOptions()
+
+
+@pytest.mark.parametrize(
+    ("lines_", "ending", "message"),
+    [
+        (
+            [record(kind="fatal", error="ModuleNotFoundError: No module named 'nbclient'")],
+            ENDED,
+            "cannot run the notebooks of img: ModuleNotFoundError: No module named 'nbclient'",
+        ),
+        (
+            ["sh: 1: exec: /opt/jupyter/bin/python: not found"],
+            replace(ENDED, exit_code=127),
+            "img did not report its notebooks (exit code 127: sh: 1: exec: /opt/jupyter/bin/",
+        ),
+        (
+            ["x" * 100],
+            replace(ENDED, flooded=True),
+            "img did not report its notebooks (it printed more than 8 MiB)",
+        ),
+        (
+            [],
+            replace(ENDED, exit_code=None, killed_at_limit=True),
+            "img did not report its notebooks (no plan within 3630 s)",
+        ),
+        (
+            [record(kind="planned", count=0, root="/opt/app-root/src", home="/h")],
+            ENDED,
+            "no notebook of img to run in /opt/app-root/src, outside hidden folders",
+        ),
+    ],
+)
+def test_a_run_that_could_not_examine_the_notebooks_is_exit_2(
+    lines_: list[str], ending: nbtest.Ending, message: str
+) -> None:
+    reading = Reading()
+    for line in lines_:
+        reading.feed(line)
+    with pytest.raises(Nbs2iError) as exc:
+        nbtest.judge_plan("img", reading, ending, DEFAULTS)
+    assert exc.value.exit_code == 2 and message in str(exc.value)
+
+
+def test_an_include_that_matched_nothing_is_an_option_error() -> None:
+    reading = planned()
+    reading.unmatched.append("week3")
+    with pytest.raises(OptionError, match="no notebook of img matches 'week3'"):
+        nbtest.judge_plan("img", reading, ENDED, DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("ending", "fatal", "expected"),
+    [
+        (
+            replace(ENDED, flooded=True),
+            "",
+            (Status.ERROR, "no result: the image printed more than 8 MiB"),
+        ),
+        (
+            replace(ENDED, killed_at_limit=True),
+            "",
+            (Status.TIMEOUT, "the whole run's limit of 3600 s was reached"),
+        ),
+        (
+            replace(ENDED, exit_code=137),
+            "",
+            (Status.ERROR, "no result: the run ended with exit code 137: last words"),
+        ),
+        (ENDED, "KeyError: 'x'", (Status.ERROR, "no result: the run stopped: KeyError: 'x'")),
+    ],
+)
+def test_what_an_unreported_notebook_gets(
+    ending: nbtest.Ending, fatal: str, expected: tuple[Status, str]
+) -> None:
+    reading = planned("a.ipynb")
+    reading.feed("last words")
+    if fatal:
+        reading.feed(record(kind="fatal", error=fatal))
+    nbtest.judge_plan("img", reading, ending, DEFAULTS)  # a plan came: examinable
+    assert nbtest.missing_result(ending, reading, DEFAULTS) == expected
 
 
 # -- the report ----------------------------------------------------------------------

@@ -59,7 +59,7 @@ class NotebooksFailed(Nbs2iError):
 
 
 @dataclass(frozen=True)
-class _Ending:
+class Ending:
     """How the container's run ended, as nbs2i saw it."""
 
     exit_code: int | None
@@ -124,7 +124,7 @@ def _start(
 
 def _follow(
     engine: Docker, cid: str, options: NotebookTestOptions, reading: Reading, report: Reporter
-) -> _Ending:
+) -> Ending:
     """Feed the container's output to `reading` until it ends, the output bound
     is passed, or the whole run's limit (then the container is killed)."""
     killed: list[bool] = [False]
@@ -150,7 +150,7 @@ def _follow(
     code = None
     with contextlib.suppress(EngineError):
         code = engine.wait(cid, timeout=EXIT_WAIT)
-    return _Ending(code, killed[0], flooded[0])
+    return Ending(code, killed[0], flooded[0])
 
 
 def run_notebooks(
@@ -174,8 +174,8 @@ def run_notebooks(
         with interrupts.deferred():
             report(Event("step", "removing the container and volume nbs2i test created"))
             box.sweep()
-    _judge_plan(image, reading, ending, options)
-    missing, why = _missing(ending, reading, options)
+    judge_plan(image, reading, ending, options)
+    missing, why = missing_result(ending, reading, options)
     return NotebookReport(
         image=image,
         image_id=info.id,
@@ -189,17 +189,15 @@ def run_notebooks(
     )
 
 
-def _judge_plan(
-    image: str, reading: Reading, ending: _Ending, options: NotebookTestOptions
-) -> None:
+def judge_plan(image: str, reading: Reading, ending: Ending, options: NotebookTestOptions) -> None:
     """Refuse a run that could not examine the notebooks: exit 2, one line."""
     fix = (
         f"nbs2i test runs the notebooks with {SERVER_PYTHON} (nbclient) after the image's "
         "entrypoint, as an image built by nbs2i has them"
     )
-    if reading.fatal:
-        raise ImageUnexaminable(f"cannot run the notebooks of {image}: {reading.fatal}", fix)
     if not reading.plan_done:
+        if reading.fatal:
+            raise ImageUnexaminable(f"cannot run the notebooks of {image}: {reading.fatal}", fix)
         if ending.flooded:
             why = f"it printed more than {MAX_OUTPUT // 2**20} MiB"
         elif ending.killed_at_limit:
@@ -215,16 +213,18 @@ def _judge_plan(
             f"patterns are relative to {reading.root}: a notebook, a folder or a glob",
         )
     if not reading.planned:
-        left = " left after --skip" if options.skip else ""
+        where = "after --skip" if options.skip else f"in {reading.root}, outside hidden folders"
         raise ImageUnexaminable(
-            f"no notebook to run in {image}{left} ({reading.root} has no *.ipynb outside "
-            "hidden folders)",
-            "check the image, --include and --skip",
+            f"no notebook of {image} to run {where}", "check the image, --include and --skip"
         )
 
 
-def _missing(ending: _Ending, reading: Reading, options: NotebookTestOptions) -> tuple[Status, str]:
+def missing_result(
+    ending: Ending, reading: Reading, options: NotebookTestOptions
+) -> tuple[Status, str]:
     """What a notebook the run never reported gets."""
+    if reading.fatal:
+        return Status.ERROR, f"no result: the run stopped: {reading.fatal}"
     if ending.flooded:
         return Status.ERROR, f"no result: the image printed more than {MAX_OUTPUT // 2**20} MiB"
     if ending.killed_at_limit:
