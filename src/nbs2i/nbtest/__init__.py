@@ -28,7 +28,7 @@ from importlib import resources
 
 from nbs2i import interrupts, labels, restricted
 from nbs2i.engine import Docker, ImageInfo
-from nbs2i.errors import EngineError, Nbs2iError
+from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError
 from nbs2i.examine import ImageUnexaminable, OptionError, Sandbox, inspect_image
 from nbs2i.nbtest.options import NotebookTestOptions, check_options
 from nbs2i.nbtest.report import first_failure, progress_line
@@ -142,7 +142,8 @@ def _follow(
         for line in lines(_bounded(engine.follow_logs(cid), flooded), limit=MAX_LINE):
             found = reading.feed(line)
             if found is not None:
-                report(Event("notebook", progress_line(found), {"notebook": found.path}))
+                data = {"notebook": found.path, "result": found.status.value}
+                report(Event("notebook", progress_line(found), data))
     finally:
         timer.cancel()
     if flooded[0]:
@@ -168,7 +169,15 @@ def run_notebooks(
     reading = Reading()
     try:
         report(Event("step", f"running the notebooks of {image} as UID {uid}:0, read-only"))
-        cid = _start(engine, image, info, uid, options, box)
+        try:
+            cid = _start(engine, image, info, uid, options, box)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            raise ImageUnexaminable(
+                f"the engine could not start {image}: {exc.problem}",
+                exc.fix or "check that `nbs2i run` starts it",
+            ) from exc
         ending = _follow(engine, cid, options, reading, report)
     finally:
         with interrupts.deferred():
