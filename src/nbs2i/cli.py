@@ -532,8 +532,8 @@ def verify_cmd(image: str, **opts: Any) -> None:
 def nbtest_cmd(image: str, patterns: tuple[str, ...], **opts: Any) -> None:
     """Run the course's notebooks in IMAGE as a student's server would: exit 0
     when all pass, 1 when one fails, times out or cannot start, 2 when IMAGE
-    cannot be examined. PATTERNS (and --include, --skip) are relative to the
-    notebook directory: a notebook, a folder or a glob; default: every notebook."""
+    cannot be examined. Notebooks, folders and globs (positional, --include,
+    --skip) are relative to the notebook directory; default: every notebook."""
     from nbs2i import nbtest
     from nbs2i.nbtest.report import render
 
