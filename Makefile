@@ -102,7 +102,7 @@ test: venv base-image browser registry openshift-schema hub-tools lint
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)
 
-BENCHMARKS := build clone builder archive_memory run hub
+BENCHMARKS := build clone builder archive_memory run hub nbtest
 
 bench: venv base-image
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done

@@ -92,7 +92,14 @@ def _build_stages(engine: Engine) -> set[str]:
 @pytest.fixture(scope="session")
 def r_builder(engine: Engine, session_tracker: Tracker, builder_image: str) -> Iterator[str]:
     """The R variant of the builder (R and the IR kernel from Debian), built after
-    `builder_image` so that it reuses its cached layers."""
+    `builder_image` so that it reuses its cached layers.
+    NBS2I_TEST_BUILDER_R=<image> reuses an existing one instead."""
+    reuse = os.environ.get("NBS2I_TEST_BUILDER_R", "")
+    if reuse:
+        if not engine.image_exists(reuse):
+            pytest.fail(f"NBS2I_TEST_BUILDER_R={reuse} is not in the engine", pytrace=False)
+        yield reuse
+        return
     before = _build_stages(engine)
     ref = session_tracker.image(tag("builder-r"))
     _build_builder(engine, ref, variant="r")

@@ -25,6 +25,7 @@ from nbs2i.progress import Event, Reporter
 
 if TYPE_CHECKING:
     from nbs2i.engine import Engine
+    from nbs2i.nbtest import NotebookTestOptions
     from nbs2i.run import Server
 
 
@@ -342,6 +343,13 @@ def stop_cmd(names: tuple[str, ...]) -> None:
     help="Run assemble even when it would only move the files into place "
     "(by default nbs2i then writes the notebook layer itself).",
 )
+@click.option(
+    "--test",
+    "test_notebooks",
+    is_flag=True,
+    help="Run the notebooks in the new image (nbs2i test) before --push and --run; "
+    "one that does not pass fails the build.",
+)
 @click.option("--push", is_flag=True, help="Push TAG to its registry after the build.")
 @click.option("--as-dockerfile", default=None, metavar="DIR", help="Write a Dockerfile instead.")
 @click.option("--run", "run_after", is_flag=True, help="Start the image as `nbs2i run` would.")
@@ -387,9 +395,12 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
         always_assemble=opts["always_assemble"],
         push=opts["push"],
         container_labels=_pairs(opts["container_label"], "--container-label"),
+        test=_test_options(opts),
     )
     report = json_reporter if opts["as_json"] else human_reporter(opts["quiet"])
     if opts["as_dockerfile"]:
+        if request.test is not None:
+            raise click.UsageError("--test runs an image: it cannot go with --as-dockerfile")
         from nbs2i.building.dockerfile import write
 
         click.echo(str(write(request, Path(opts["as_dockerfile"]), report)))
@@ -404,6 +415,15 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
         ctx.invoke(
             run_cmd, image=result.tag, quiet=opts["quiet"], label=opts["container_label"], **extra
         )
+
+
+def _test_options(opts: dict[str, Any]) -> NotebookTestOptions | None:
+    """`build --test`: nbs2i test's defaults, with the build's container labels."""
+    if not opts["test_notebooks"]:
+        return None
+    from nbs2i.nbtest import NotebookTestOptions
+
+    return NotebookTestOptions(labels=dict(_pairs(opts["container_label"], "--container-label")))
 
 
 @cli.command("verify")
@@ -433,8 +453,8 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(defaults.VERIFY_FORMATS),
-    default=defaults.VERIFY_FORMAT,
+    type=click.Choice(defaults.REPORT_FORMATS),
+    default=defaults.REPORT_FORMAT,
     show_default=True,
     help="Output on stdout.",
 )
@@ -461,6 +481,77 @@ def verify_cmd(image: str, **opts: Any) -> None:
         # SystemExit, not click's Exit: with standalone_mode=False click returns
         # Exit's code from main() and run_guarded would drop it.
         raise SystemExit(1)
+
+
+@cli.command("test")
+@click.argument("image")
+@click.argument("patterns", nargs=-1, metavar="[NOTEBOOK|FOLDER|GLOB]...")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Run only notebooks matching GLOB (as the positional ones); repeatable.",
+)
+@click.option(
+    "--skip",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out a notebook or folder matching GLOB; repeatable.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=defaults.TEST_TIMEOUT,
+    show_default=True,
+    help="Seconds each notebook may run; then its kernel is killed.",
+)
+@click.option(
+    "--total-timeout",
+    type=float,
+    default=defaults.TEST_TOTAL_TIMEOUT,
+    show_default=True,
+    help="Seconds the whole run may take.",
+)
+@click.option(
+    "--uid",
+    default=restricted.RANDOM_UID,
+    show_default=True,
+    metavar=f"{restricted.RANDOM_UID}|N",
+    help="UID to run as (GID is always 0).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(defaults.REPORT_FORMATS),
+    default=defaults.REPORT_FORMAT,
+    show_default=True,
+    help="Output on stdout.",
+)
+@click.option("--label", multiple=True, metavar="K=V", help="Label what it starts; repeatable.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def nbtest_cmd(image: str, patterns: tuple[str, ...], **opts: Any) -> None:
+    """Run the course's notebooks in IMAGE as a student's server would: exit 0
+    when all pass, 1 when one fails, times out or cannot start, 2 when IMAGE
+    cannot be examined. Notebooks, folders and globs (positional, --include,
+    --skip) are relative to the notebook directory; default: every notebook."""
+    from nbs2i import nbtest
+    from nbs2i.nbtest.report import render
+
+    options = nbtest.check_options(  # bad input fails before the engine is asked
+        nbtest.NotebookTestOptions(
+            include=patterns + tuple(opts["include"]),
+            skip=tuple(opts["skip"]),
+            timeout=opts["timeout"],
+            total_timeout=opts["total_timeout"],
+            uid=_uid(opts["uid"]),
+            labels=dict(_pairs(opts["label"], "--label")),
+        )
+    )
+    with interrupts.interrupting(), connect() as engine:
+        found = nbtest.run_notebooks(engine, image, options, human_reporter(opts["quiet"]))
+    click.echo(render(found, opts["fmt"]))
+    if not found.ok:
+        raise SystemExit(1)  # not click's Exit: see verify_cmd
 
 
 @cli.command("usage")

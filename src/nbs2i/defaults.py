@@ -34,5 +34,9 @@ JUPYTERHUB_MAJOR = "6"
 RUN_PORT = 8888  # on the host's loopback
 RUN_TIMEOUT = 60.0  # seconds for the server to answer
 VERIFY_TIMEOUT = 60.0
-VERIFY_FORMATS = ("table", "json", "junit")
-VERIFY_FORMAT = "table"
+# nbs2i test (and build --test): seconds each notebook may run, and the whole run
+TEST_TIMEOUT = 300.0
+TEST_TOTAL_TIMEOUT = 3600.0
+# nbs2i verify and nbs2i test: the report on stdout
+REPORT_FORMATS = ("table", "json", "junit")
+REPORT_FORMAT = "table"

@@ -67,6 +67,10 @@ RUN_IMAGE = "nbs2i.image"
 RUN_NONCE = "nbs2i.run.nonce"
 # One verify run: everything it creates carries the run's id.
 VERIFY_RUN = "nbs2i.verify.run"
+# `nbs2i test`: the container that runs the notebooks and the volume on its HOME.
+ROLE_NOTEBOOK_TEST = "notebook-test"
+# One `nbs2i test` run: everything it creates carries the run's id.
+NOTEBOOK_TEST_RUN = "nbs2i.notebook-test.run"
 # The builder's build stage, which the engine keeps as an untagged image.
 BUILD_STAGE = "io.nbs2i.build-stage"
 # On a builder built by `nbs2i builder build`: the sha256 of its assemble

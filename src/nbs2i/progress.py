@@ -27,13 +27,28 @@ def silent(_event: Event) -> None:
     """A reporter that drops everything (library default)."""
 
 
-def lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Decoded lines of a byte stream (a container's output), as they complete."""
+def lines(chunks: Iterable[bytes], limit: int | None = None) -> Iterator[str]:
+    """Decoded lines of a byte stream (a container's output), as they complete.
+
+    With `limit`, a line longer than that many bytes is yielded cut there and
+    the rest of it is dropped, so that output without newlines cannot fill
+    memory."""
     pending = b""
+    cut = False  # the line being read was already yielded, cut
     for chunk in chunks:
         pending += chunk
         *whole, pending = pending.split(b"\n")
         for line in whole:
-            yield line.decode("utf-8", "replace").rstrip("\r")
-    if pending:
-        yield pending.decode("utf-8", "replace").rstrip("\r")
+            if not cut:
+                yield _decoded(line)
+            cut = False
+        if limit is not None and len(pending) > limit:
+            if not cut:
+                yield _decoded(pending[:limit])
+            cut, pending = True, b""
+    if pending and not cut:
+        yield _decoded(pending)
+
+
+def _decoded(line: bytes) -> str:
+    return line.decode("utf-8", "replace").rstrip("\r")

@@ -147,6 +147,11 @@ def empty_volume(name: str, target: str) -> Mount:
     return Mount(name, target, nocopy=True)
 
 
+def can_mount_home(home: str) -> bool:
+    """Would a platform mount a volume there? Not on / nor inside the scratch space."""
+    return home not in ("", "/") and not (home == TMP or home.startswith(TMP + "/"))
+
+
 def server_port(config: ImageConfig) -> int:
     """The container port a platform's probe and route would use: SERVER_PORT
     when the image exposes it or no port at all, else its lowest TCP port."""

@@ -17,7 +17,10 @@
    image, the container path takes over, with a line saying why.
 7. The tag moves to the new image; the one it replaced is removed when nothing
    else uses it (`tagging.py`).
-8. `--push`: to the registry the tag names, with the usual Docker credentials.
+8. `--test`: the notebooks run in the new image (`nbs2i.nbtest`); one that
+   does not pass fails the build here, before anything is pushed. The tag
+   stays on the new image, so that it can be run and looked into.
+9. `--push`: to the registry the tag names, with the usual Docker credentials.
 
 Everything a build creates in the engine is removed in a `finally`: after
 success, failure, Ctrl-C, SIGTERM and SIGHUP.
@@ -30,10 +33,10 @@ from contextlib import suppress
 from dataclasses import replace
 
 from nbs2i import registry
+from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.building import assemble, deps, layer, plan, request, tagging
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
 from nbs2i.building.request import BuildRequest, BuildResult, Injection
-from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.engine import Docker, Leftovers
 from nbs2i.errors import BuildError, EngineError
 from nbs2i.image import image_config
@@ -107,6 +110,10 @@ def _execute(
     if the_plan.deps is not None and not deps_tag:
         the_plan = containers.plan = _without_deps(the_plan)
     image_id, method, used_artifacts = _notebooks(containers, the_plan, source, reporter)
+    if req.test is not None:
+        from nbs2i import nbtest
+
+        nbtest.gate(containers.engine, req.tag, req.test, req.push, reporter)
     pushed = ""
     if req.push:
         reporter(Event("step", f"Pushing {req.tag}"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from nbs2i import defaults
 from nbs2i.archive import compile_excludes
@@ -21,6 +22,9 @@ from nbs2i.image import parse_uid_range
 from nbs2i.reference import check_tag
 from nbs2i.scripts import check_environment, given_scripts, host_environment
 from nbs2i.source import check_location, check_ref_syntax, clean_context_dir
+
+if TYPE_CHECKING:
+    from nbs2i.nbtest.options import NotebookTestOptions
 
 DEFAULT_EXCLUDES = (defaults.EXCLUDE,)
 # An injection must not cover what makes the container a container.
@@ -84,6 +88,9 @@ class BuildRequest:
     # clean-up find them by these). The engine copies a container's labels into
     # its commit, so the images carry them too.
     container_labels: tuple[tuple[str, str], ...] = ()
+    # --test: run the notebooks in the new image before the push; one that
+    # does not pass fails the build (the tag stays, for a look inside).
+    test: NotebookTestOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -122,3 +129,7 @@ def check(request: BuildRequest) -> None:
         check_ref_syntax(request.ref)
     if request.ca_bundle is not None:
         check_bundle(Path(request.ca_bundle))
+    if request.test is not None:
+        from nbs2i.nbtest.options import check_options
+
+        check_options(request.test)

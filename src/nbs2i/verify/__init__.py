@@ -17,15 +17,15 @@ removed at the end, also on Ctrl-C, SIGTERM or SIGHUP (see `interrupts`).
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from nbs2i import defaults, interrupts, labels, restricted
-from nbs2i.engine import Docker, ImageConfig, ImageInfo, Leftovers
-from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError, UsageError
+from nbs2i.engine import Docker, ImageConfig
+from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError
+from nbs2i.examine import ImageUnexaminable, OptionError, Sandbox, inspect_image
 from nbs2i.progress import Event, Reporter, silent
 from nbs2i.verify.checks import CATALOGUE, CheckResult, VerifyReport
 from nbs2i.verify.imagefs import FileFacts, read_image_files
@@ -45,18 +45,6 @@ __all__ = [
 START_TIMEOUT = defaults.VERIFY_TIMEOUT
 # How long an interrupted run waits for the filesystem scan to let go.
 SCAN_GRACE = 30.0
-
-
-class ImageUnexaminable(Nbs2iError):
-    """The image could not be examined at all (absent, engine refused)."""
-
-    exit_code = 2
-
-
-class OptionError(UsageError):
-    """A bad option: nothing was examined (exit 2, never "a check failed")."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -81,24 +69,11 @@ def check_options(options: VerifyOptions) -> None:
         raise OptionError("--timeout must be positive", "give the seconds to wait for the server")
 
 
-class _Sandbox:
-    """What one verify run created, found by what it was told and by its label."""
+class _Sandbox(Sandbox):
+    """What one verify run created; the filesystem scan may still be creating."""
 
     def __init__(self, engine: Docker, extra: Mapping[str, str]) -> None:
-        self.engine = engine
-        self.run_id = secrets.token_hex(6)
-        self.labels = {**extra, labels.ROLE: labels.ROLE_VERIFY, labels.VERIFY_RUN: self.run_id}
-        self.leftovers = Leftovers(engine)
-
-    def sweep(self) -> None:
-        """Remove what we know we made, then anything carrying this run's label
-        (a container whose create call was interrupted before it returned)."""
-        self.leftovers.remove_all()
-        selector = [f"{labels.VERIFY_RUN}={self.run_id}"]
-        for container in self.engine.containers(labels=selector):
-            self.engine.remove_container(container.id)
-        for volume in self.engine.volumes(labels=selector):
-            self.engine.remove_volume(volume.name)
+        super().__init__(engine, extra, labels.ROLE_VERIFY, labels.VERIFY_RUN)
 
     def close(self, scan: Future[FileFacts] | None, report: Reporter) -> None:
         with interrupts.deferred():
@@ -109,18 +84,6 @@ class _Sandbox:
                 # soon; then sweep what it may have created meanwhile.
                 wait([scan], timeout=SCAN_GRACE)
                 self.sweep()
-
-
-def _inspect(engine: Docker, image: str) -> ImageInfo:
-    try:
-        return engine.inspect_image(image)
-    except EngineUnavailable:
-        raise
-    except EngineError as exc:
-        raise ImageUnexaminable(
-            f"cannot examine {image}: {exc.problem}",
-            exc.fix or "check the name with `docker images`",
-        ) from exc
 
 
 def _scanned(scan: Future[FileFacts], image: str) -> FileFacts:
@@ -158,7 +121,7 @@ def verify(
     options = options or VerifyOptions()
     check_options(options)
     started = time.monotonic()
-    info = _inspect(engine, image)
+    info = inspect_image(engine, image)
     uid = options.uid if options.uid is not None else restricted.random_uid()
     sandbox = _Sandbox(engine, options.labels)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbs2i-verify-files")

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from nbs2i.examine import one_line
+
 
 class Status(StrEnum):
     PASS = "pass"
@@ -83,16 +85,6 @@ CATALOGUE: tuple[CheckSpec, ...] = (
 )
 SPECS: dict[str, CheckSpec] = {spec.id: spec for spec in CATALOGUE}
 RUNTIME_IDS: tuple[str, ...] = tuple(s.id for s in CATALOGUE if s.category == "runtime")
-
-
-def one_line(text: str) -> str:
-    """Text as one printable line. Whitespace runs become one space; any other
-    control character (a terminal escape or a NUL that an image printed) is
-    shown escaped, so a terminal, JSON and XML 1.0 can all carry it."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-        for ch in " ".join(text.split())
-    )
 
 
 def result(

@@ -1,6 +1,6 @@
 """A `VerifyReport` as text: a readable table, JSON, or JUnit XML for CI.
 
-Whatever an image printed ends up in evidence; `checks.one_line` has already
+Whatever an image printed ends up in evidence; `examine.one_line` has already
 made it one printable line, and the image name goes through it here too, so
 every format stays well-formed (valid XML 1.0, valid JSON, no terminal
 escapes in the table).
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from nbs2i import defaults
-from nbs2i.verify.checks import CheckResult, Status, VerifyReport, one_line
+from nbs2i.examine import junit_document, one_line
+from nbs2i.verify.checks import CheckResult, Status, VerifyReport
 
 _MARK = {Status.PASS: "PASS", Status.FAIL: "FAIL", Status.WARN: "WARN", Status.SKIP: "skip"}
 _WORDS = (
@@ -125,13 +126,12 @@ def as_junit(report: VerifyReport) -> str:
         _testcase(suite, check)
     root.set("tests", suite.get("tests", "0"))
     root.set("failures", suite.get("failures", "0"))
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+    return junit_document(root)
 
 
 # The --format choices (defined once, in nbs2i.defaults) and their renderers.
-FORMATS = defaults.VERIFY_FORMATS
-DEFAULT_FORMAT = defaults.VERIFY_FORMAT
+FORMATS = defaults.REPORT_FORMATS
+DEFAULT_FORMAT = defaults.REPORT_FORMAT
 RENDERERS: dict[str, Callable[[VerifyReport], str]] = dict(
     zip(FORMATS, (as_table, as_json, as_junit), strict=True)
 )

@@ -29,6 +29,7 @@ from nbs2i import restricted
 from nbs2i.engine import Docker, ImageConfig, Leftovers
 from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError
 from nbs2i.progress import Event, Reporter, silent
+from nbs2i.restricted import can_mount_home
 from nbs2i.verify.checks import RUNTIME_IDS, CheckResult, Part, Status, combine, result
 from nbs2i.verify.probes import (
     CannotLookInside,
@@ -68,11 +69,6 @@ class RuntimeOptions:
 
 def skipped(reason: str) -> list[CheckResult]:
     return [result(check_id, Status.SKIP, reason) for check_id in RUNTIME_IDS]
-
-
-def can_mount_home(home: str) -> bool:
-    """Would a platform mount a volume there? Not on / nor inside the scratch space."""
-    return home not in ("", "/") and not (home == restricted.TMP or home.startswith("/tmp/"))
 
 
 def runtime_checks(
