@@ -321,8 +321,8 @@ def test_the_default_builder_is_built_on_first_use(
     """No --builder and no nbs2i/builder:<version>: the build makes the builder first.
     (The default tags are redirected to a test tag so the user's builder is untouched;
     builder_image has warmed the build cache, so this is a cached build.)"""
-    import nbs2i.building
     import nbs2i.builder
+    import nbs2i.building
 
     default = track.image(tag("default-builder"))
     monkeypatch.setattr(nbs2i.building, "default_tags", lambda: (default,))

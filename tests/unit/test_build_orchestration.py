@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from nbs2i import labels
+from nbs2i.builder import shipped_assemble_digest
 from nbs2i.building import build
 from nbs2i.building.request import BuildRequest, Injection
-from nbs2i.builder import shipped_assemble_digest
 from nbs2i.engine import ImageConfig
 from nbs2i.errors import BuildError, EngineError
 from tests.support.builds import Events

@@ -87,8 +87,8 @@ def _unpack(stream: Iterable[bytes], into: Path) -> None:
 
 def write(req: BuildRequest, out_dir: Path, reporter: Reporter = silent) -> Path:
     """Write DIR/Dockerfile and DIR/upload; the Dockerfile's path."""
-    from nbs2i.building import default_builder, read_source
     from nbs2i.builder import shipped_assemble_digest
+    from nbs2i.building import default_builder, read_source
 
     check(req)
     out_dir = Path(out_dir)
