@@ -16,7 +16,15 @@ import pytest
 
 from nbs2i.engine import Docker
 from tests.support.gitserver import GitDaemon, HangingServer
-from tests.support.hostile import notebook_tree, one_error_line, publish, write
+from tests.support.hostile import (
+    APT_HOOK_ENVIRONMENT,
+    APT_HOOK_RAN,
+    notebook_tree,
+    one_error_line,
+    publish,
+    write,
+)
+from tests.support.inside import run_in_image
 from tests.support.sandbox import Sandbox
 from tests.support.session import tag
 
@@ -119,3 +127,20 @@ def test_an_extended_path_and_odd_values_still_build_exactly(
     assert env["GREETING"] == "a b=c"
     assert env["NOTE"] == "x\nLD_PRELOAD=/tmp/evil.so"
     assert not [k for k in env if k.startswith(("LD_", "NSS_WRAPPER_"))], env
+
+
+def test_the_root_step_of_the_engine_path_never_sees_the_repository_environment(
+    box: Sandbox, tiny_builder: str, engine: Docker, tmp_path: Path
+) -> None:
+    # apt.txt names a package the builder has, so the root step runs offline.
+    src = notebook_tree(tmp_path / "src")
+    write(src, "apt.txt", "bash\n")
+    write(src, ".s2i/environment", APT_HOOK_ENVIRONMENT)
+    image = box.image(tag("hostile-apt"))
+    args = box.build_args(str(src), image, tiny_builder, "--network", "none")
+    result = box.nbs2i(*args, timeout=300)
+    assert result.code == 0, result.stderr
+    assert "Installing Debian packages bash" in result.stderr
+    assert not APT_HOOK_RAN.search(result.stderr + result.stdout), result.stderr
+    code, mode = run_in_image(engine, image, ["stat", "-c", "%a", "/etc/passwd"])
+    assert (code, mode.strip()) == (0, "644")

@@ -78,6 +78,14 @@ apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log "$marker"
 find / -xdev -perm /6000 \\( -type f -o -type d \\) -exec chmod ug-s {} +
 """
+# How every step that runs as root starts, in a container and in the
+# Dockerfile alike: with an empty environment and a fixed PATH. apt, dpkg and
+# their maintainer scripts read their environment (APT_CONFIG names a
+# configuration file, /proc/self/environ among them, whose hooks run as root),
+# so no variable of the repository's may reach them, whatever the order of
+# the steps.
+ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+APT_COMMAND = ("/usr/bin/env", "-i", f"PATH={ROOT_PATH}", "/bin/sh", "-c", APT_SCRIPT, "apt.txt")
 
 
 class Containers:
@@ -244,7 +252,7 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
     reporter(Event("step", f"Installing Debian packages {' '.join(deps.apt.packages)}"))
     spec = ContainerSpec(
         image=plan.builder,
-        command=("/bin/sh", "-c", APT_SCRIPT, "apt.txt", *deps.apt.packages),
+        command=(*APT_COMMAND, *deps.apt.packages),
         entrypoint=(),
         user="0:0",
         labels=containers.labels_for(labels.ROLE_DEPS),
@@ -252,7 +260,7 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
         network=plan.request.network,
     )
     cid = containers.leftovers.container(engine.create_container(spec))
-    containers.run(cid, "/bin/sh", reporter, "apt.txt")
+    containers.run(cid, APT_COMMAND[0], reporter, "apt.txt")
     config = plan.builder_config
     engine.commit(cid, deps.apt.tag, config, "nbs2i: Debian packages from apt.txt")
     containers.leftovers.drop(cid)
