@@ -29,19 +29,24 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from nbs2i import ca, labels
+from nbs2i import ca, interrupts, labels
 from nbs2i.archive import TarFile, files_tar, tar_stream
 from nbs2i.building.plan import PHASE_VAR, BuildPlan, DepsStep
 from nbs2i.building.request import Injection
 from nbs2i.engine import ContainerSpec, Docker, Leftovers, Mount
 from nbs2i.errors import BuildError, Nbs2iError
-from nbs2i.progress import Event, Reporter, lines
+from nbs2i.progress import Event, Reporter, bounded, lines
 from nbs2i.prune import owned_name
 from nbs2i.source import Source
 
 # Lines of a failed script's output shown above the error.
 TAIL_LINES = 20
 SAVE_ARTIFACTS_TIMEOUT = 600
+# What an image's usage script may take: its output is printed, and the image
+# is anyone's. Past either bound it is stopped, and its first lines shown.
+USAGE_SECONDS = 30
+USAGE_BYTES = 1 << 20
+USAGE_SHOWN_LINES = 40
 # Where a volume for a destination the builder already has is mounted.
 STAGING_DIR = "/run/nbs2i/inject"
 # Links each injected file into its destination ("add"), or removes exactly
@@ -356,7 +361,9 @@ def restore_artifacts(containers: Containers, previous: str, cid: str, reporter:
 
 
 def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -> str:
-    """The output of an image's usage script (`nbs2i usage`)."""
+    """The output of an image's usage script (`nbs2i usage`), which the image
+    controls: bounded in time and size; the container is removed whatever
+    happens (a signal included)."""
     from nbs2i.scripts import resolve_scripts
 
     info = engine.inspect_image(image)
@@ -380,14 +387,28 @@ def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -
         cid = leftovers.container(engine.create_container(spec))
         out = engine.attach(cid)
         engine.start(cid)
-        text = "\n".join(lines(out))
-        code = engine.wait(cid)
+        read = bounded(out, seconds=USAGE_SECONDS, limit=USAGE_BYTES)
+        text = read.data.decode("utf-8", "replace")
+        if read.stopped:
+            raise _usage_stopped(image, read.stopped, text)
+        code = engine.wait(cid, timeout=USAGE_SECONDS)
     finally:
-        leftovers.remove_all()
+        with interrupts.deferred():
+            leftovers.remove_all()
     if code != 0:
         raise BuildError(
             f"the usage script of {image} failed with exit code {code}",
             "check the image's scripts",
             details=text,
         )
-    return text
+    return text.removesuffix("\n")
+
+
+def _usage_stopped(image: str, why: str, text: str) -> BuildError:
+    limit = f"did not finish in {USAGE_SECONDS} s" if why == "time" else "printed more than 1 MiB"
+    shown = "\n".join(text.split("\n", USAGE_SHOWN_LINES)[:USAGE_SHOWN_LINES])
+    return BuildError(
+        f"the usage script of {image} {limit}: it was stopped and removed",
+        "fix the image's usage script: it should print its help and exit",
+        details=shown,
+    )
