@@ -227,7 +227,7 @@ KERNELS = "kernels and terminals only"
 ALLOWED = "allowed"
 # When `nbs2i verify` flags a name of a rule that an image's ENV carries.
 ALWAYS = "always"
-PATHS = "a path in the workspace, relative or writable by anyone"
+PATHS = "when a path is in HOME or the workspace, relative, or writable by anyone"
 NEVER = "no"
 
 
@@ -325,7 +325,7 @@ ENV_RULES: tuple[EnvRule, ...] = (
     EnvRule(
         ("HOME", "ENV", "BASH_ENV", "NOTEBOOK_DIR", "NBS2I_*"),
         REFUSED,
-        "(the entrypoint's)",
+        "left to the entrypoint, which relies on them",
         NEVER,
         "the platform set-up's: HOME holds the user's Jupyter configuration and is "
         "seeded from NOTEBOOK_DIR; ENV and BASH_ENV give every shell its name and umask",
@@ -333,7 +333,7 @@ ENV_RULES: tuple[EnvRule, ...] = (
     EnvRule(
         ("LD_*", "NSS_WRAPPER_*"),
         REFUSED,
-        "(the image's)",
+        "left as they are: the image relies on them",
         NEVER,
         "the loader and nss_wrapper give any UID a name (LD_PRELOAD=libnss_wrapper.so)",
     ),

@@ -266,3 +266,16 @@ def test_a_value_cannot_pose_as_a_name() -> None:
     assert left["COURSE"] == "x\nJUPYTER_CONFIG_PATH=/a"
     assert left["JUPYTER_TOKEN"] == "t\nZ=1"
     assert not said
+
+
+def test_the_readme_holds_the_same_table() -> None:
+    head = (
+        "| names | `nbs2i build` | in an image's ENV, the run script "
+        "| `nbs2i verify` fails it | why |\n| --- | --- | --- | --- | --- |\n"
+    )
+    table = head + "".join(
+        f"| {', '.join(f'`{n}`' for n in r.names)} | {r.build} | {r.run} | {r.verify} | {r.why} |\n"
+        for r in ENV_RULES
+    )
+    readme = (S2I_BIN.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert table in readme
