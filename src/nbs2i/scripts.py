@@ -309,6 +309,13 @@ ENV_RULES: tuple[EnvRule, ...] = (
         "where the server finds the JavaScript it serves: an extension reads the token",
     ),
     EnvRule(
+        ("JUPYTER_IMAGE", "JUPYTER_IMAGE_SPEC"),
+        REFUSED,
+        "used: the spawner names the image it started (DockerSpawner, KubeSpawner)",
+        NEVER,
+        "the platform's to say; a course cannot know where it runs",
+    ),
+    EnvRule(
         ("JUPYTER_PORT", "JUPYTER_BASE_URL"),
         ALLOWED,
         "used outside a hub (the port checked: 1024-65535)",
