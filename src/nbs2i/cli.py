@@ -29,16 +29,21 @@ if TYPE_CHECKING:
     from nbs2i.run import Server
 
 
-# Control characters a repository's build output could use to rewrite the
+# Control characters a repository or an image could use to rewrite the
 # terminal (escape sequences, carriage returns, bells) are shown as "?".
 _UNPRINTABLE = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)], "?")
+
+
+def printable(text: str) -> str:
+    """Text for the terminal: lines and tabs kept, other control characters "?"."""
+    return text.translate(_UNPRINTABLE)
 
 
 def human_reporter(quiet: bool = False) -> Reporter:
     """Readable progress on stderr; `output` lines (build logs) hidden when quiet."""
 
     def report(event: Event) -> None:
-        message = event.message.translate(_UNPRINTABLE)
+        message = printable(event.message)
         if event.kind == "output":
             if not quiet:
                 click.echo(message, err=True)
@@ -564,8 +569,8 @@ def usage_cmd(image: str | None, container_label: tuple[str, ...]) -> None:
     from nbs2i import building as build
 
     labels = dict(_pairs(container_label, "--container-label"))
-    with connect() as engine:
-        click.echo(build.usage(engine, image or build.default_builder(), labels))
+    with interrupts.interrupting(), connect() as engine:
+        click.echo(printable(build.usage(engine, image or build.default_builder(), labels)))
 
 
 @cli.command("deploy")
@@ -734,8 +739,8 @@ def run_guarded(fn: Callable[[], Any]) -> int:
         return _exit_code(fn())
     except Nbs2iError as exc:
         if exc.details:
-            click.echo(exc.details.rstrip("\n"), err=True)
-        click.echo(f"nbs2i: error: {exc}", err=True)
+            click.echo(printable(exc.details.rstrip("\n")), err=True)
+        click.echo(printable(" ".join(f"nbs2i: error: {exc}".splitlines())), err=True)
         return exc.exit_code
     except click.ClickException as exc:  # bad arguments: click's own one-liner
         exc.show()

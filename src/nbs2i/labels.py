@@ -79,6 +79,11 @@ BUILD_STAGE = "io.nbs2i.build-stage"
 # both, nbs2i can write the notebook layer itself exactly as assemble would.
 ASSEMBLE_DIGEST = "io.nbs2i.assemble-sha256"
 NOTEBOOK_DIRS = "io.nbs2i.notebook-dirs"
+# On the nbs2i builder, and so on every image built on it: the server's
+# commands run their Python isolated (-I), so PYTHONPATH and the other PYTHON*
+# variables of the image's ENV reach kernels and terminals, never the server.
+SERVER_PYTHON = "io.nbs2i.server-python"
+SERVER_PYTHON_ISOLATED = "isolated"
 
 
 # -- Kubernetes objects nbs2i writes (`nbs2i deploy`) -----------------------------

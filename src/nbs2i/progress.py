@@ -6,9 +6,15 @@ them into readable lines, or into one JSON object a line for CI logs.
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+# How many chunks of a stream may wait between its reader and `bounded`.
+_PENDING_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,78 @@ def lines(chunks: Iterable[bytes], limit: int | None = None) -> Iterator[str]:
 
 def _decoded(line: bytes) -> str:
     return line.decode("utf-8", "replace").rstrip("\r")
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """What `bounded` read, and why it stopped: "" (the stream ended), "time"
+    or "size"."""
+
+    data: bytes
+    stopped: str = ""
+
+
+def bounded(chunks: Iterable[bytes], *, seconds: float, limit: int) -> Bounded:
+    """At most `limit` bytes of a stream, read for at most `seconds`; memory
+    stays within the limit whatever the stream holds.
+
+    A daemon thread reads the stream, so that a stream that never yields (a
+    container that sleeps) cannot hold the caller past its time, and a signal
+    reaches the caller at once. The caller stops what feeds the stream (removes
+    the container); the reader then sees its end and exits. An error of the
+    stream is raised here."""
+    pending: queue.Queue[bytes | BaseException | None] = queue.Queue(_PENDING_CHUNKS)
+    stop = threading.Event()
+    reader = threading.Thread(target=_pump, args=(chunks, pending, stop), daemon=True)
+    reader.start()
+    got = bytearray()
+    seen = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = pending.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                return Bounded(bytes(got))
+            if isinstance(item, BaseException):
+                raise item
+            seen += len(item)
+            got += item[: max(limit - len(got), 0)]
+            if seen > limit:
+                return Bounded(bytes(got), "size")
+        return Bounded(bytes(got), "time")
+    finally:
+        stop.set()
+
+
+def _pump(
+    chunks: Iterable[bytes],
+    pending: queue.Queue[bytes | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    """Move chunks into `pending` until the stream ends or `stop` is set."""
+    item: bytes | BaseException | None = None
+    try:
+        for chunk in chunks:
+            if not _offer(pending, chunk, stop):
+                return
+    except Exception as exc:  # handed to the caller, who raises it
+        item = exc
+    _offer(pending, item, stop)
+
+
+def _offer(
+    pending: queue.Queue[bytes | BaseException | None],
+    item: bytes | BaseException | None,
+    stop: threading.Event,
+) -> bool:
+    """Put one item, waiting while the caller still reads; False once it stopped."""
+    while not stop.is_set():
+        try:
+            pending.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False

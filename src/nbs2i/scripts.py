@@ -19,8 +19,9 @@ runs offline in CI.
 
 The environment is `.s2i/environment`, then each `-E` file, then each `-e`:
 later values win. The files are KEY=VALUE lines, `#` comments and blank lines
-ignored, as upstream reads them. Every name is checked, and so are the
-variables that would switch off the image's own mechanisms.
+ignored, as upstream reads them. Every name is checked against `ENV_RULES`,
+the one table of the names a course may not set freely: the server's login,
+configuration and code belong to the image and the platform, not the course.
 """
 
 from __future__ import annotations
@@ -43,9 +44,6 @@ SOURCE_ENV_FILE = ".s2i/environment"
 ENV_FILE_LIMIT = 1 << 20
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# The loader's variables and nss_wrapper's: the image relies on them to give
-# any UID a name (LD_PRELOAD=libnss_wrapper.so) and to run at all.
-_REFUSED_PREFIXES = ("LD_", "NSS_WRAPPER_")
 
 
 @dataclass(frozen=True)
@@ -221,18 +219,173 @@ def parse_env_pairs(pairs: Sequence[str], option: str = "-e") -> tuple[tuple[str
     return tuple(found)
 
 
+# -- the names a course may not set freely ---------------------------------------------
+
+# What `nbs2i build` does when a course's environment sets a name of a rule.
+REFUSED = "refused"
+KERNELS = "kernels and terminals only"
+ALLOWED = "allowed"
+# When `nbs2i verify` flags a name of a rule that an image's ENV carries.
+ALWAYS = "always"
+PATHS = "when a path is in HOME or the workspace, relative, or writable by anyone"
+NEVER = "no"
+
+
+@dataclass(frozen=True)
+class EnvRule:
+    """One row of `ENV_RULES`: names (a trailing `*` makes a prefix), what a build
+    does with them, what the image's run script does when an image's ENV carries
+    one anyway (upstream s2i writes `.s2i/environment` into ENV unchecked), when
+    `nbs2i verify` flags one in an image's ENV, and why."""
+
+    names: tuple[str, ...]
+    build: str
+    run: str
+    verify: str
+    why: str
+
+    def matches(self, name: str) -> bool:
+        return any(name.startswith(n[:-1]) if n.endswith("*") else name == n for n in self.names)
+
+
+# The first row that matches a name decides; exact rows come before the
+# prefixes that would also match them.
+ENV_RULES: tuple[EnvRule, ...] = (
+    EnvRule(
+        ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", "JUPYTER_PASSWORD", "JUPYTER_PASSWORD_HASH"),
+        REFUSED,
+        "used: the login the platform gives (`nbs2i run --token/--password`, a secret)",
+        ALWAYS,
+        "a login the course's author knows, working beside the one the platform sets",
+    ),
+    EnvRule(
+        ("JUPYTERHUB_*",),
+        REFUSED,
+        "used: the hub sets them when it spawns the server",
+        ALWAYS,
+        "JUPYTERHUB_API_TOKEN hands the login to JUPYTERHUB_API_URL, a hub of the "
+        "course's choosing",
+    ),
+    EnvRule(
+        (
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_CONFIG_PATH",
+            "JUPYTER_NO_CONFIG",
+            "JUPYTER_PREFER_ENV_PATH",
+            "JUPYTER_PLATFORM_DIRS",
+        ),
+        REFUSED,
+        "dropped before the server starts (JUPYTER_CONFIG_DIR kept when the platform "
+        "set-up chose it, under /tmp/.nbs2i)",
+        ALWAYS,
+        "where the server reads its configuration, Python that runs inside it: one "
+        "`c.ServerApp.token = ''` switches authentication off",
+    ),
+    EnvRule(
+        (
+            "JUPYTER_SERVER_ALLOW_UNAUTHENTICATED_ACCESS",
+            "JUPYTER_ALLOW_INSECURE_WRITES",
+            "JUPYTER_GATEWAY_*",
+        ),
+        REFUSED,
+        "dropped before the server starts",
+        ALWAYS,
+        "authentication off, kernel keys readable by anyone, or every kernel run by a "
+        "gateway of the course's choosing",
+    ),
+    EnvRule(
+        ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR"),
+        REFUSED,
+        "set to the image's (JUPYTER_RUNTIME_DIR kept under /tmp/.nbs2i)",
+        PATHS,
+        "where the server finds kernelspecs and keeps the notebook-trust secret: a planted "
+        "one runs the course's JavaScript when a notebook opens",
+    ),
+    EnvRule(
+        ("JUPYTER_DATA_DIR", "JUPYTERLAB_*", "XDG_DATA_HOME"),
+        REFUSED,
+        "dropped before the server starts (JUPYTER_DATA_DIR kept under /tmp/.nbs2i)",
+        PATHS,
+        "where the server finds the JavaScript it serves: an extension reads the token",
+    ),
+    EnvRule(
+        ("JUPYTER_IMAGE", "JUPYTER_IMAGE_SPEC"),
+        REFUSED,
+        "used: the spawner names the image it started (DockerSpawner, KubeSpawner)",
+        NEVER,
+        "the platform's to say; a course cannot know where it runs",
+    ),
+    EnvRule(
+        ("JUPYTER_PORT", "JUPYTER_BASE_URL"),
+        ALLOWED,
+        "used outside a hub (the port checked: 1024-65535)",
+        NEVER,
+        "the image's own settings; a hub's win under a hub",
+    ),
+    EnvRule(
+        ("JUPYTER_*",),
+        REFUSED,
+        "dropped before the server starts",
+        NEVER,
+        "the server's settings; a course's notebooks have no use for them",
+    ),
+    EnvRule(
+        ("HOME", "ENV", "BASH_ENV", "NOTEBOOK_DIR", "NBS2I_*"),
+        REFUSED,
+        "left to the entrypoint, which relies on them",
+        NEVER,
+        "the platform set-up's: HOME holds the user's Jupyter configuration and is "
+        "seeded from NOTEBOOK_DIR; ENV and BASH_ENV give every shell its name and umask",
+    ),
+    EnvRule(
+        ("LD_*", "NSS_WRAPPER_*"),
+        REFUSED,
+        "left as they are: the image relies on them",
+        NEVER,
+        "the loader and nss_wrapper give any UID a name (LD_PRELOAD=libnss_wrapper.so)",
+    ),
+    EnvRule(
+        ("PATH",),
+        ALLOWED,
+        "the server and its children get it; the run script's own commands do not",
+        NEVER,
+        "extending it is fine; one without /usr/bin is refused (nothing could start)",
+    ),
+    EnvRule(
+        ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP", "PYTHONPYCACHEPREFIX"),
+        KERNELS,
+        "ignored by the server, whose Python runs isolated (-I); kernels and terminals use them",
+        PATHS,
+        "where Python finds code: a sitecustomize.py on PYTHONPATH would run inside the "
+        "server; a course's lib/ on PYTHONPATH is what its notebooks import",
+    ),
+    EnvRule(
+        ("PYTHON*",),
+        KERNELS,
+        "ignored by the server, whose Python runs isolated (-I); kernels and terminals use them",
+        NEVER,
+        "PYTHONWARNINGS imports a category's module, PYTHONBREAKPOINT a hook, "
+        "PYTHONINSPECT opens a prompt at exit",
+    ),
+)
+
+
+def env_rule(name: str) -> EnvRule | None:
+    """The row of `ENV_RULES` that decides `name`, if any."""
+    return next((rule for rule in ENV_RULES if rule.matches(name)), None)
+
+
 def check_environment(env: Mapping[str, str]) -> None:
-    """Refuse what would break the image's own mechanisms: the dynamic loader's
-    variables (LD_PRELOAD carries nss_wrapper, which names any UID), nss_wrapper's
-    files, a PATH without the system's programs."""
+    """Refuse, in one line, a name a course may not set (`ENV_RULES`), an
+    invalid name, and a PATH without the system's programs."""
     for key, value in env.items():
         if not _ENV_NAME.match(key):
             raise UsageError(f"environment name {key!r} is not valid", "use letters, digits and _")
-        if key.startswith(_REFUSED_PREFIXES):
+        rule = env_rule(key)
+        if rule is not None and rule.build == REFUSED:
             raise UsageError(
-                f"{key} would replace what the image needs to run (the loader and nss_wrapper "
-                "give any UID a name)",
-                f"leave {key} out of the build environment; set it in a kernel or a script instead",
+                f"{key} is not the course's to set: {rule.why}",
+                f"leave {key} out of .s2i/environment, -E files and -e",
             )
         if key == "PATH" and not any(
             p.rstrip("/") in ("/usr/bin", "/bin") for p in value.split(":")

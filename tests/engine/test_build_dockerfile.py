@@ -9,9 +9,11 @@ from pathlib import Path
 from nbs2i.building import build
 from nbs2i.building.dockerfile import write
 from nbs2i.engine import Engine
+from tests.support import hostile
 from tests.support.builds import SAMPLES
 from tests.support.builds import request as build_request
 from tests.support.gitrepo import make_repo
+from tests.support.hostile import notebook_tree
 from tests.support.images import build_directory
 from tests.support.inside import run_in_image
 from tests.support.leftovers import assert_nothing_left
@@ -55,5 +57,59 @@ def test_dockerfile_builds_the_same_image(
     _, listing_b = run_in_image(engine, via_docker, LISTING)
     assert sorted(listing_a.splitlines()) == sorted(listing_b.splitlines())
     assert "1001:0 664 f /opt/app-root/src/notes.md" in listing_b.splitlines()
+    shutil.rmtree(out)
+    assert_nothing_left(engine)
+
+
+def build_offline(context: Path, ref: str) -> str:
+    """`docker build` of a directory with no network at all; the whole log,
+    failed or not (the attack must not need the network, nor its proof)."""
+    import io
+    import tarfile
+
+    import docker
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(context), arcname=".")
+    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+    log = []
+    try:
+        for event in client.build(
+            fileobj=io.BytesIO(buffer.getvalue()),
+            custom_context=True,
+            tag=ref,
+            labels=dict(LABELS),
+            network_mode="none",
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        ):
+            log.append(str(event.get("stream") or event.get("error") or ""))
+    finally:
+        client.close()
+    return "".join(log)
+
+
+def test_the_root_step_never_sees_the_repository_environment(
+    engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
+) -> None:
+    # apt.txt names a package the builder has: apt-get runs, offline, as root.
+    repo = notebook_tree(tmp_path / "course")
+    hostile.write(repo, "apt.txt", "bash\n")
+    hostile.write(repo, ".s2i/environment", hostile.APT_HOOK_ENVIRONMENT)
+    image = track.image(tag("df-apt-hook"))
+    out = tmp_path / "ctx"
+    dockerfile = write(build_request(repo, image, tiny_builder), out)
+    text = dockerfile.read_text()
+    assert text.index("\nUSER 0\n") < text.index("\nENV "), text
+    log = build_offline(out, image)
+    assert not hostile.APT_HOOK_RAN.search(log), log
+    assert engine.image_exists(image), log
+    code, mode = run_in_image(engine, image, ["stat", "-c", "%a", "/etc/passwd"])
+    assert (code, mode.strip()) == (0, "644")
+    # The repository's environment still reaches its image, as upstream's does.
+    assert engine.inspect_image(image).config.env["APT_CONFIG"] == "/proc/self/environ"
     shutil.rmtree(out)
     assert_nothing_left(engine)

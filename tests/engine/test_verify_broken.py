@@ -87,6 +87,18 @@ BROKEN: dict[str, tuple[str, frozenset[str]]] = {
         "> /opt/jupyter/etc/jupyter/jupyter_server_config.py\nUSER 1001",
         frozenset({"api-auth"}),
     ),
+    # Configuration from where the course's files are: it could switch the
+    # login off (the run script drops the name, so the server stays locked).
+    "env-config-path": (
+        "ENV JUPYTER_CONFIG_PATH=/opt/app-root/src/conf",
+        frozenset({"env-server"}),
+    ),
+    # A hand-written image (no isolated server Python) whose server would
+    # import from the students' HOME.
+    "env-pythonpath-in-home": (
+        'LABEL io.nbs2i.server-python=""\nENV PYTHONPATH=/home/jovyan/lib',
+        frozenset({"env-server"}),
+    ),
     # No nss_wrapper, so a random UID has no name.
     "no-user-name": ('ENV LD_PRELOAD=""', frozenset({"user-named"})),
     # A server whose files are not group-writable.

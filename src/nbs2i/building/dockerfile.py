@@ -5,10 +5,15 @@ Dockerfile and `upload/` holding exactly what `nbs2i build` would stream (same
 selection, owners set by `COPY --chown`, modes with group bits = user bits,
 times clamped to the commit), written from the same `BuildPlan`:
 
-    FROM builder; LABEL/ENV as nbs2i sets them;
+    FROM builder; LABEL as nbs2i sets them;
     RUN apt-get as root (apt.txt)                    (its own cached layer)
+    ENV as nbs2i sets it (the build environment)
     COPY dependency files, RUN assemble's deps phase  (its own cached layer)
     COPY source (and uploaded scripts), RUN assemble; CMD run
+
+The root step comes before the repository's ENV, and runs with an empty
+environment besides (`APT_COMMAND`): apt reads its configuration from its
+environment, and no variable of the repository's may reach a root step.
 
 Classic Dockerfile syntax only (no BuildKit). `--inject` and `--ca-bundle` are
 NOT written: anything a Dockerfile COPYs stays in a layer. Give a CA to the
@@ -28,7 +33,7 @@ from pathlib import Path
 from nbs2i import __version__, ca, labels
 from nbs2i.archive import TarFile, files_tar, readable, tar_stream
 from nbs2i.building import plan as planning
-from nbs2i.building.assemble import APT_SCRIPT
+from nbs2i.building.assemble import APT_COMMAND
 from nbs2i.building.request import BuildRequest, check
 from nbs2i.engine import ImageConfig, ImageInfo
 from nbs2i.errors import Nbs2iError, UsageError
@@ -141,16 +146,16 @@ def dockerfile_lines(the_plan: planning.BuildPlan, *, has_scripts: bool) -> list
         f"FROM {the_plan.builder}",
         "LABEL " + " \\\n      ".join(f"{quote(k)}={quote(v)}" for k, v in the_plan.labels.items()),
     ]
-    if the_plan.env:
-        found.append("ENV " + " \\\n    ".join(f"{k}={quote(v)}" for k, v in the_plan.env.items()))
     if the_plan.deps and the_plan.deps.apt:
         found += [
-            "# Debian packages from apt.txt, installed as root by nbs2i's fixed command.",
+            "# Debian packages from apt.txt, installed as root by nbs2i's fixed command,",
+            "# before the repository's ENV and with an empty environment.",
             "USER 0",
-            "RUN "
-            + json.dumps(["/bin/sh", "-c", APT_SCRIPT, "apt.txt", *the_plan.deps.apt.packages]),
+            "RUN " + json.dumps([*APT_COMMAND, *the_plan.deps.apt.packages]),
         ]
     found.append(f"USER {the_plan.user}")
+    if the_plan.env:
+        found.append("ENV " + " \\\n    ".join(f"{k}={quote(v)}" for k, v in the_plan.env.items()))
     if the_plan.deps:
         found += [
             "# The dependency files alone first: this layer is reused while they do not change.",

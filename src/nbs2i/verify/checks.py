@@ -67,6 +67,9 @@ CATALOGUE: tuple[CheckSpec, ...] = (
     CheckSpec("init-pid1", "an init as PID 1, the server in exec form", "metadata"),
     CheckSpec("ports-unprivileged", "no exposed port below 1024", "metadata"),
     CheckSpec("env-no-secrets", "no secret-looking values in ENV", "metadata"),
+    CheckSpec(
+        "env-server", "ENV does not steer the server's login, configuration or code", "metadata"
+    ),
     CheckSpec("s2i-builder", "S2I labels and scripts", "metadata"),
     CheckSpec("no-setuid", "no setuid or setgid files", "files"),
     CheckSpec(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from nbs2i import labels
 from nbs2i.engine import ImageConfig
+from nbs2i.scripts import ALWAYS, KERNELS, PATHS, env_rule
 from nbs2i.verify.checks import CheckResult, Status, result
 from nbs2i.verify.imagefs import Entry, FileFacts
 
@@ -193,6 +194,81 @@ def check_env_secrets(config: ImageConfig) -> CheckResult:
     return result("env-no-secrets", Status.PASS, f"{len(config.env)} ENV names, none secret-like")
 
 
+def _inside(path: str, place: str) -> bool:
+    return place != NO_HOME and (path == place or path.startswith(place.rstrip("/") + "/"))
+
+
+def _path_problem(path: str, config: ImageConfig, files: FileFacts | None) -> str:
+    """Why a directory the server would read from is not the image's own: ""
+    when it is. Course files and students' work live in HOME and the workspace;
+    a directory anyone may write (or create, under one) is anyone's."""
+    if not path.startswith("/"):
+        return "relative: the server's working directory"
+    path = posixpath.normpath(path)
+    if _inside(path, image_home(config)) or _inside(path, workspace(config)):
+        return "in HOME or the workspace"
+    probe = path
+    while files is not None:
+        entry = files.lookup(probe)
+        if entry is not None:
+            return "writable by anyone" if entry.mode & 0o002 else ""
+        if probe == "/":
+            break
+        probe = posixpath.dirname(probe)
+    return ""
+
+
+def _steering(name: str, value: str, config: ImageConfig, files: FileFacts | None) -> str:
+    """What one ENV name does to the server, as evidence; "" when nothing."""
+    rule = env_rule(name)
+    if rule is None or rule.verify not in (ALWAYS, PATHS):
+        return ""
+    if rule.verify == ALWAYS:
+        return name  # never its value: a token or password hash may be one
+    if rule.build == KERNELS and _isolated(config):
+        return ""
+    problems = [
+        f"{entry} {problem}"
+        for entry in value.split(":")
+        if entry and (problem := _path_problem(entry, config, files))
+    ]
+    return f"{name}: {'; '.join(problems)}" if problems else ""
+
+
+def _isolated(config: ImageConfig) -> bool:
+    return config.labels.get(labels.SERVER_PYTHON) == labels.SERVER_PYTHON_ISOLATED
+
+
+def check_env_server(config: ImageConfig, files: FileFacts | None) -> CheckResult:
+    """Names of the table of names a course may not set (`nbs2i.scripts.ENV_RULES`)
+    that would give the image's ENV a hand in the server's login, configuration
+    or code: a planted token or hub, a configuration path, a data or code path
+    where course files or students' work live."""
+    found = [
+        finding
+        for name, value in sorted(config.env.items())
+        if (finding := _steering(name, value, config, files))
+    ]
+    if found:
+        return result(
+            "env-server",
+            Status.FAIL,
+            f"ENV steers the server: {', '.join(found)}; a login is given when the image runs, "
+            "configuration belongs in /etc/jupyter, code and extensions in the image's own "
+            "directories",
+        )
+    kernels_only = (
+        sorted(n for n in config.env if n.startswith("PYTHON")) if _isolated(config) else []
+    )
+    extra = f" ({', '.join(kernels_only)}: kernels only, the server's Python runs isolated)"
+    return result(
+        "env-server",
+        Status.PASS,
+        "no ENV name steers the server's login, configuration or code"
+        + (extra if kernels_only else ""),
+    )
+
+
 def _missing_scripts(files: FileFacts, scripts: str) -> list[str]:
     missing = []
     for name in REQUIRED_SCRIPTS:
@@ -239,6 +315,7 @@ def metadata_checks(config: ImageConfig, files: FileFacts | None) -> list[CheckR
         check_init(config),
         check_ports(config),
         check_env_secrets(config),
+        check_env_server(config, files),
         check_s2i(config, files),
     ]
 
