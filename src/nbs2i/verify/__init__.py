@@ -24,7 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from nbs2i import defaults, interrupts, labels, restricted
-from nbs2i.engine import Docker, ImageConfig, ImageInfo, Leftovers
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import Docker, ImageConfig, ImageInfo
 from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError, UsageError
 from nbs2i.progress import Event, Reporter, silent
 from nbs2i.verify.checks import CATALOGUE, CheckResult, VerifyReport
