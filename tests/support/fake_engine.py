@@ -125,7 +125,7 @@ class FakeEngine:
         self, labels: Iterable[str] = (), dangling: bool | None = None
     ) -> list[ImageSummary]:
         found = {i.id: i for i in self.store.values()}.values()
-        return [ImageSummary(i.id, i.tags, i.config.labels, 0, 0) for i in found]
+        return [ImageSummary(i.id, i.tags, i.config.labels) for i in found]
 
     def history(self, ref: str) -> list[HistoryEntry]:
         self._call("history")

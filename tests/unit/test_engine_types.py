@@ -52,8 +52,8 @@ def test_an_engine_that_says_little_is_still_described() -> None:
 
 
 def test_untagged_images_have_no_tags() -> None:
-    raw = {"Id": "sha256:1", "RepoTags": ["<none>:<none>", "a:1"], "Created": 5, "Size": 7}
-    assert ImageSummary.from_api(raw).tags == ("a:1",)
+    raw = {"Id": "sha256:1", "RepoTags": ["<none>:<none>", "a:1"], "Labels": {"k": "v"}}
+    assert ImageSummary.from_api(raw) == ImageSummary("sha256:1", ("a:1",), {"k": "v"})
     assert ImageInfo.from_api(raw).tags == ("a:1",)
     assert ImageInfo.from_api({"Id": "sha256:1", "RepoTags": None}).tags == ()
 

@@ -171,14 +171,10 @@ class ImageSummary:
     id: str
     tags: tuple[str, ...]
     labels: Mapping[str, str]
-    created: int  # epoch seconds
-    size: int
 
     @classmethod
     def from_api(cls, raw: Json) -> ImageSummary:
-        return cls(
-            _text(raw, "Id"), _tags(raw), _labels(raw), _int(raw, "Created"), _int(raw, "Size")
-        )
+        return cls(_text(raw, "Id"), _tags(raw), _labels(raw))
 
 
 @dataclass(frozen=True)
@@ -409,4 +405,5 @@ def _object(raw: Json, key: str) -> Json:
 
 
 def objects(raw: Json, key: str) -> tuple[Json, ...]:
+    """The JSON objects listed under `key`."""
     return tuple(v for v in _items(raw, key) if isinstance(v, Mapping))
