@@ -20,6 +20,7 @@ import pytest
 
 from nbs2i.engine import Engine
 from nbs2i.errors import Nbs2iError
+from tests.support import docker_api
 from tests.support.session import LABEL_PAIRS, SESSION_FILTER, tag
 from tests.support.tracker import Tracker
 
@@ -202,8 +203,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             eng.remove_container(c.id)
         for v in eng.volumes(labels=[SESSION_FILTER]):
             eng.remove_volume(v.name)
-        for n in eng.networks(labels=[SESSION_FILTER]):
-            eng.remove_network(n.name)
+        for name in docker_api.networks(labels=[SESSION_FILTER]):
+            docker_api.remove_network(name)
     if left:
         names = ", ".join(c.id[:12] for c in left)
         session.config.get_terminal_writer().line(

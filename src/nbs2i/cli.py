@@ -94,12 +94,15 @@ def cli() -> None:
 
 @cli.command("engine")
 def engine_cmd() -> None:
-    """Show which Docker engine nbs2i talks to and the API version it chose."""
+    """Show which engine nbs2i talks to, what kind it is, and the API version it chose."""
     with connect() as engine:
-        server = engine.server_version()
+        info = engine.describe()
         click.echo(f"engine:  {engine.where}")
-        click.echo(f"server:  Docker {server.version} (API {server.api_version})")
+        click.echo(f"server:  {info.kind.capitalize()} {info.version} (API {info.api_version})")
         click.echo(f"client:  API {engine.api_version} (negotiated)")
+        click.echo(f"kind:    {info.kind}")
+        click.echo(f"store:   {info.image_store} (image store)")
+        click.echo(f"os/arch: {info.os}/{info.arch}")
 
 
 def _pairs(values: tuple[str, ...], option: str) -> tuple[tuple[str, str], ...]:

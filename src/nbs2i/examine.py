@@ -70,7 +70,7 @@ class Sandbox:
     """What one run created, found by what it was told and by its label."""
 
     def __init__(self, engine: Docker, extra: Mapping[str, str], role: str, run_label: str) -> None:
-        from nbs2i.engine import Leftovers
+        from nbs2i.cleanup import Leftovers
 
         self.engine = engine
         self.run_id = secrets.token_hex(6)

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Protocol
 
 from nbs2i import defaults, interrupts, labels, restricted
-from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageInfo, Leftovers, Mount
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageInfo, Mount
 from nbs2i.errors import EngineError, Nbs2iError, NotFound, RunError, SecurityError, UsageError
 from nbs2i.progress import Event, Reporter, lines, silent
 

@@ -107,7 +107,7 @@ def test_a_password_with_a_raw_at_sign_is_used_and_stored_nowhere(
     assert any(f.endswith("/.git/logs/HEAD") for f in files), files
     if by_commit:
         assert any(f.endswith("/.git/FETCH_HEAD") for f in files), files
-    assert not secret_hits(engine, image, pw.needles)
+    assert not secret_hits(image, pw.needles)
     labels = engine.inspect_image(image).config.labels
     assert f"127.0.0.1:{server.port}/course.git" in labels["org.opencontainers.image.source"]
 
@@ -130,7 +130,7 @@ def test_a_token_as_user_name_is_used_and_stored_nowhere(
         assert any(r.authorized for r in server.seen)
     assert result.code == 0, result.stderr
     assert not leaked([result], pw)
-    assert not secret_hits(engine, image, pw.needles)
+    assert not secret_hits(image, pw.needles)
 
 
 def test_as_dockerfile_writes_no_password(box: Sandbox, tiny_builder: str, tmp_path: Path) -> None:
@@ -201,4 +201,4 @@ def test_a_password_with_url_syntax_in_it_never_shows(
         if result.code != 0:
             result.error_line  # noqa: B018 - one line, checked by the property
     if engine.image_exists(image):
-        assert not secret_hits(engine, image, pw.needles)
+        assert not secret_hits(image, pw.needles)

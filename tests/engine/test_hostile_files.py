@@ -77,7 +77,7 @@ def assert_no_secret(engine: Docker, results: list[Result], secret: Sentinel, im
     for result in results:
         assert not output_hits(result, secret.needles), (result.stdout, result.stderr)
     if engine.image_exists(image):
-        assert not secret_hits(engine, image, secret.needles)
+        assert not secret_hits(image, secret.needles)
 
 
 def assert_refused_without_secret(
@@ -262,7 +262,7 @@ def test_a_submodule_on_the_build_machine_is_not_fetched(
     result = box.nbs2i(*box.build_args(daemon.url("submodule.git"), image, tiny_builder))
     assert not output_hits(result, secret.needles), result.stderr
     if result.code == 0:
-        assert not secret_hits(engine, image, secret.needles)
+        assert not secret_hits(image, secret.needles)
     # Git's file transport is refused for a remote's submodules: one line.
     assert result.code != 0, result.stderr
     one_error_line(result, "submodule")
@@ -289,7 +289,7 @@ def test_an_ignored_link_out_that_nbs2i_never_reads_builds_without_the_secret(
     result = box.nbs2i(*box.build_args(daemon.url("ignored-link.git"), image, tiny_builder))
     assert result.code == 0, result.stderr
     assert not output_hits(result, secret.needles)
-    assert not secret_hits(engine, image, secret.needles)
+    assert not secret_hits(image, secret.needles)
 
 
 def test_a_listed_link_out_is_refused_naming_it(

@@ -25,6 +25,7 @@ import pytest
 from nbs2i.defaults import JUPYTERHUB_MAJOR
 from nbs2i.engine import Engine
 from nbs2i.restricted import random_uid
+from tests.support import docker_api
 from tests.support.builds import LECTURES
 from tests.support.hub import (
     HUB_LABEL,
@@ -158,7 +159,7 @@ def assert_clean_log(log: str, who: str) -> None:
 def assert_nothing_left(engine: Engine, hub: Hub) -> None:
     assert not engine.containers(labels=[f"{HUB_LABEL}={hub.prefix}"])
     assert not any(v.name.startswith(hub.prefix) for v in engine.volumes())
-    assert not any(n.name == hub.network.name for n in engine.networks())
+    assert hub.network.name not in docker_api.networks()
     assert not hub.workdir.exists()
     with pytest.raises(ProcessLookupError):
         os.killpg(hub.pid, 0)  # the hub, its proxy: the whole process group is gone

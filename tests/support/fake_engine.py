@@ -22,13 +22,12 @@ from nbs2i.engine import (
     ContainerInfo,
     ContainerSpec,
     ContainerSummary,
+    EngineInfo,
     ExecResult,
     HistoryEntry,
     ImageConfig,
     ImageInfo,
     ImageSummary,
-    NetworkInfo,
-    ServerVersion,
     VolumeInfo,
 )
 from nbs2i.errors import EngineError, NotFound
@@ -91,8 +90,8 @@ class FakeEngine:
     def api_version(self) -> str:
         return "1.41"
 
-    def server_version(self) -> ServerVersion:
-        return ServerVersion("20.10.24", "1.41")
+    def describe(self) -> EngineInfo:
+        return EngineInfo("docker", "20.10.24", "1.41", "overlay2", "linux", "amd64")
 
     def inspect_image(self, ref: str) -> ImageInfo:
         self._call("inspect_image")
@@ -122,20 +121,15 @@ class FakeEngine:
             for key in [k for k, v in self.store.items() if v.id == info.id]:
                 del self.store[key]
 
-    def images_list(self) -> list[ImageInfo]:
-        return list({i.id: i for i in self.store.values()}.values())
-
     def images(
         self, labels: Iterable[str] = (), dangling: bool | None = None
     ) -> list[ImageSummary]:
-        return [ImageSummary(i.id, i.tags, i.config.labels, 0, 0) for i in self.store_list()]
+        found = {i.id: i for i in self.store.values()}.values()
+        return [ImageSummary(i.id, i.tags, i.config.labels) for i in found]
 
     def history(self, ref: str) -> list[HistoryEntry]:
         self._call("history")
         return [HistoryEntry(0, "base", "", 1) for _ in self.inspect_image(ref).layers]
-
-    def export_image(self, ref: str) -> Iterator[bytes]:
-        raise NotImplementedError
 
     def load_image(self, archive: Iterable[bytes]) -> None:
         self._call("load_image")
@@ -263,15 +257,6 @@ class FakeEngine:
 
     def volumes(self, labels: Iterable[str] = ()) -> list[VolumeInfo]:
         return [VolumeInfo(name, lbl) for name, lbl in self.volumes_.items()]
-
-    def create_network(self, name: str, labels: Mapping[str, str] | None = None) -> NetworkInfo:
-        return NetworkInfo(name, name, "", dict(labels or {}))
-
-    def remove_network(self, name: str) -> None:
-        self._call("remove_network")
-
-    def networks(self, labels: Iterable[str] = ()) -> list[NetworkInfo]:
-        return []
 
 
 def _member(tar: tarfile.TarFile, name: str) -> bytes:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbs2i.engine import Docker
+from tests.support import docker_api
 from tests.support.cli import Result
 from tests.support.gitrepo import git
 
@@ -153,10 +154,10 @@ def _scan_stream(chunks: Iterable[bytes], needles: Sequence[bytes]) -> set[bytes
     return found
 
 
-def secret_hits(engine: Docker, image: str, needles: Sequence[bytes]) -> list[str]:
+def secret_hits(image: str, needles: Sequence[bytes]) -> list[str]:
     """The needles found anywhere in `docker save IMAGE`: every layer (names, link
     targets, contents), the config (labels, ENV, CMD) and the history."""
-    found = _scan_stream(engine.export_image(image), needles)
+    found = _scan_stream(docker_api.save(image), needles)
     return [n.decode("utf-8", "replace") for n in sorted(found)]
 
 

@@ -40,8 +40,9 @@ from typing import Any
 import requests
 
 from nbs2i import restricted
-from nbs2i.engine import Docker, NetworkInfo
+from nbs2i.engine import Docker
 from nbs2i.errors import Nbs2iError
+from tests.support import docker_api
 from tests.support.lab import CORS, HTTP_SECONDS, NAVIGATE, Lab, http_session
 from tests.support.session import LABELS, SESSION_ID
 
@@ -169,7 +170,7 @@ class Hub:
     url: str  # the proxy: what a browser opens
     password: str
     workdir: Path
-    network: NetworkInfo
+    network: docker_api.Network
     prefix: str
     engine: Docker
     uids: dict[str, int] = field(default_factory=dict)
@@ -278,7 +279,7 @@ def _remove_engine_objects(
         with contextlib.suppress(Nbs2iError):
             engine.remove_volume(name)
     with contextlib.suppress(Nbs2iError):
-        engine.remove_network(network)
+        docker_api.remove_network(network)
 
 
 @contextlib.contextmanager
@@ -289,7 +290,7 @@ def running_hub(engine: Docker, tools: HubTools, settings: HubSettings) -> Itera
     workdir = Path(tempfile.mkdtemp(prefix="nbs2i-hub-"))
     volumes: list[str] = []
     process: subprocess.Popen[bytes] | None = None
-    network = engine.create_network(prefix, LABELS)
+    network = docker_api.create_network(prefix, LABELS)
     try:
         if not network.gateway:
             raise HubError(f"the network {network.name} has no gateway address")

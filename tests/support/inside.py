@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nbs2i.engine import ContainerSpec, Docker, Leftovers
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import ContainerSpec, Docker
 from tests.support.session import LABELS
 
 

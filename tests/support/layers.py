@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from nbs2i.archive import readable
 from nbs2i.engine import Docker
+from tests.support import docker_api
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def scan(engine: Docker, image: str, needles: Sequence[bytes] = ()) -> LayerScan
     hits: list[str] = []
     top: list[Entry] = []
     count = 0
-    with tarfile.open(fileobj=readable(engine.export_image(image)), mode="r|") as outer:
+    with tarfile.open(fileobj=readable(docker_api.save(image)), mode="r|") as outer:
         for member in outer:
             data = outer.extractfile(member)
             if data is None or not member.name.endswith("layer.tar"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbs2i.engine import Docker
+from tests.support import docker_api
 from tests.support.session import SESSION_FILTER
 
 # Temp directories nbs2i creates (clones of sources, build contexts).
@@ -50,7 +51,7 @@ def find(
     return Leftovers(
         containers=tuple(c.id[:12] for c in engine.containers(labels=selector_list)),
         volumes=tuple(v.name for v in engine.volumes(labels=selector_list)),
-        networks=tuple(n.name for n in engine.networks(labels=selector_list)),
+        networks=tuple(docker_api.networks(labels=selector_list)),
         untagged_images=tuple(
             i.id[:19] for i in engine.images(labels=selector_list, dangling=True)
         ),

@@ -9,7 +9,7 @@ from nbs2i.errors import Nbs2iError
 
 
 class Tracker:
-    """Containers, images, volumes and networks one test (or session) created;
+    """Containers, images and volumes one test (or session) created;
     `cleanup()` removes them, also after a failure. A test tracks only what it
     made: a cache it merely reused (a dependency layer) is someone else's."""
 
@@ -18,7 +18,6 @@ class Tracker:
         self._containers: list[str] = []
         self._images: list[str] = []
         self._volumes: list[str] = []
-        self._networks: list[str] = []
 
     def container(self, cid: str) -> str:
         self._containers.append(cid)
@@ -32,16 +31,11 @@ class Tracker:
         self._volumes.append(name)
         return name
 
-    def network(self, name: str) -> str:
-        self._networks.append(name)
-        return name
-
     def cleanup(self) -> None:
         for remove, items in (
             (self.engine.remove_container, self._containers),
             (lambda ref: self.engine.remove_image(ref, force=True), self._images),
             (self.engine.remove_volume, self._volumes),
-            (self.engine.remove_network, self._networks),
         ):
             for item in reversed(items):
                 with contextlib.suppress(Nbs2iError):

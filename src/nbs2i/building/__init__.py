@@ -37,7 +37,8 @@ from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.building import assemble, deps, layer, plan, request, tagging
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
 from nbs2i.building.request import BuildRequest, BuildResult, Injection
-from nbs2i.engine import Docker, Leftovers
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import Docker
 from nbs2i.errors import BuildError, EngineError
 from nbs2i.image import image_config
 from nbs2i.progress import Event, Reporter, silent

@@ -33,7 +33,8 @@ from nbs2i import ca, interrupts, labels
 from nbs2i.archive import TarFile, files_tar, tar_stream
 from nbs2i.building.plan import PHASE_VAR, BuildPlan, DepsStep
 from nbs2i.building.request import Injection
-from nbs2i.engine import ContainerSpec, Docker, Leftovers, Mount
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import ContainerSpec, Docker, Mount
 from nbs2i.errors import BuildError, Nbs2iError
 from nbs2i.progress import Event, Reporter, bounded, lines
 from nbs2i.prune import owned_name

@@ -13,7 +13,7 @@ no-new-privileges, the port on 127.0.0.1 only. They differ in HOME:
 
 Each run gives one `Part` per runtime check; `checks.combine` turns the two
 into the check's result, so an image must work both ways to pass. The
-containers and volumes are remembered in an `engine.Leftovers` that the
+containers and volumes are remembered in a `cleanup.Leftovers` that the
 caller removes.
 """
 
@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from nbs2i import restricted
-from nbs2i.engine import Docker, ImageConfig, Leftovers
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import Docker, ImageConfig
 from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError
 from nbs2i.progress import Event, Reporter, silent
 from nbs2i.restricted import can_mount_home

@@ -1,0 +1,419 @@
+"""`Engine`: the real `Docker`, every request sent through docker-py's APIClient.
+
+Each method asks one thing of the engine and returns nbs2i's own types: the
+answer is checked to be the JSON shape expected where it arrives
+(`_object`, `_objects`, `_events`) and read by `nbs2i.engine.types`; faults
+become `nbs2i.errors` types in `nbs2i.engine.faults`. docker-py is imported by
+`Engine.connect()`, not by this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from nbs2i.engine.connection import open_client
+from nbs2i.engine.faults import call, call_once, engine_exceptions, timed_out, translate
+from nbs2i.engine.types import (
+    BuildEvent,
+    BuildSpec,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerSummary,
+    EngineInfo,
+    ExecResult,
+    HistoryEntry,
+    ImageConfig,
+    ImageInfo,
+    ImageSummary,
+    Json,
+    VolumeInfo,
+    objects,
+    path_kind,
+    stream_digest,
+    stream_error,
+)
+from nbs2i.errors import EngineError, NotFound
+from nbs2i.reference import split
+
+if TYPE_CHECKING:
+    import docker
+
+T = TypeVar("T")
+
+
+class Engine:
+    """A connected engine. Create one with `Engine.connect()`."""
+
+    def __init__(self, where: str, api: docker.APIClient) -> None:
+        self.where = where
+        self._api = api
+
+    @classmethod
+    def connect(cls, timeout: int = 120) -> Engine:
+        """Connect from the environment, negotiating the API version."""
+        return cls(*open_client(timeout))
+
+    def close(self) -> None:
+        self._api.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def api_version(self) -> str:
+        return str(self._api.api_version)
+
+    def describe(self) -> EngineInfo:
+        return EngineInfo.from_api(self._object(self._api.version), self._object(self._api.info))
+
+    # -- images ---------------------------------------------------------
+
+    def inspect_image(self, ref: str) -> ImageInfo:
+        """The engine's view of an image; NotFound when absent."""
+        try:
+            return ImageInfo.from_api(self._object(self._api.inspect_image, ref))
+        except NotFound as exc:
+            raise NotFound(
+                f"image {ref} is not in the engine",
+                "build or pull it first, or check the name with `docker images`",
+            ) from exc
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.inspect_image(ref)
+        except NotFound:
+            return False
+        return True
+
+    def pull(self, ref: str) -> None:
+        repo, tag = split(ref)
+        try:
+            self._call(self._api.pull, repo, tag=tag)
+        except EngineError as exc:
+            raise NotFound(
+                f"cannot pull {ref} ({exc.problem})",
+                "check the name and your registry access, or use --pull-policy never "
+                "with a local image",
+            ) from exc
+
+    def push(self, ref: str) -> str:
+        """Push with the credentials of the usual Docker config; the pushed digest."""
+        repo, tag = split(ref)
+        digest = ""
+        stream = self._call(self._api.push, repo, tag=tag, stream=True, decode=True)
+        for event in self._events(stream):
+            error = stream_error(event)
+            if error:
+                raise EngineError(f"pushing {ref} failed: {error}")
+            digest = stream_digest(event) or digest
+        if not digest:
+            raise EngineError(f"pushing {ref} ended without a digest")
+        return digest
+
+    def tag(self, image: str, ref: str) -> None:
+        repo, tag = split(ref)
+        self._call(self._api.tag, image, repo, tag=tag)
+
+    def remove_image(self, ref: str, force: bool = False) -> None:
+        """Remove an image; quietly does nothing when it is already gone."""
+        with contextlib.suppress(NotFound):
+            self._call(self._api.remove_image, ref, force=force, noprune=False)
+
+    def images(
+        self, labels: Iterable[str] = (), dangling: bool | None = None
+    ) -> list[ImageSummary]:
+        found = self._objects(self._api.images, filters=_filters(labels, dangling))
+        return [ImageSummary.from_api(i) for i in found]
+
+    def history(self, ref: str) -> list[HistoryEntry]:
+        return [HistoryEntry.from_api(h) for h in self._objects(self._api.history, ref)]
+
+    def load_image(self, archive: Iterable[bytes]) -> None:
+        """`docker load` of a streamed archive; never replayed."""
+        for event in self._events(call_once(self._api.load_image, archive, where=self.where)):
+            error = stream_error(event)
+            if error:
+                raise EngineError(f"the engine refused the image: {error}")
+
+    def build(self, spec: BuildSpec) -> Iterator[BuildEvent]:
+        """`docker build` as a stream of events. The stream is not retried: a build
+        is not idempotent to resume."""
+        stream = self._call(
+            self._api.build,
+            fileobj=io.BytesIO(spec.context),
+            custom_context=True,
+            tag=spec.tag,
+            buildargs=dict(spec.buildargs),
+            target=spec.target or None,
+            nocache=spec.nocache,
+            labels=dict(spec.labels) or None,
+            pull=False,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for raw in self._events(stream):
+            yield from BuildEvent.from_api(raw)
+
+    # -- containers -----------------------------------------------------
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create a container; its id."""
+        host = self._api.create_host_config(**_host_config(spec))
+        args = _create_args(spec)
+        return _id(self._object(self._api.create_container, spec.image, host_config=host, **args))
+
+    def start(self, container: str) -> None:
+        self._call(self._api.start, container)
+
+    def wait(self, container: str, timeout: float | None = None) -> int:
+        """Block until the container exits; its exit code."""
+        try:
+            seconds = None if timeout is None else math.ceil(timeout)
+            result: object = self._api.wait(container, timeout=seconds)
+        except engine_exceptions() as exc:
+            if timed_out(exc):
+                raise EngineError(
+                    f"container {container[:12]} did not finish in {timeout}s"
+                ) from exc
+            raise translate(exc, self.where) from exc
+        return int(_as_object(result).get("StatusCode", -1))
+
+    def logs(self, container: str, tail: int | None = None) -> str:
+        """What the container printed so far (stdout and stderr), decoded."""
+        raw = self._call(lambda: self._api.logs(container, tail=tail or "all"))
+        return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container: str) -> Iterator[bytes]:
+        """The container's output from the start, then as it comes, until it exits."""
+        return self._guard(
+            self._call(
+                self._api.logs, container, stream=True, follow=True, stdout=True, stderr=True
+            )
+        )
+
+    def attach(self, container: str, *, stderr: bool = True) -> Iterator[bytes]:
+        """Raw output of a container, attached before it starts so nothing is missed.
+
+        stdout alone (stderr=False) carries binary data intact (a tar from
+        save-artifacts): the json-file log driver would mangle it.
+        """
+        return self._guard(
+            self._call(
+                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=stderr
+            )
+        )
+
+    def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None:
+        """Unpack a tar (bytes, or an iterable streamed chunk by chunk) at path.
+
+        A stream cannot be replayed, so only a bytes payload is retried; a
+        failed stream surfaces at once and the caller starts over.
+        """
+        if isinstance(data, bytes | bytearray):
+            ok = self._call(self._api.put_archive, container, path, data)
+        else:
+            ok = call_once(self._api.put_archive, container, path, data, where=self.where)
+        if not ok:
+            raise EngineError(f"the engine did not accept the archive for {path}")
+
+    def get_archive(self, container: str, path: str) -> Iterator[bytes]:
+        stream, _stat = self._call(self._api.get_archive, container, path)
+        return self._guard(stream)
+
+    def path_kind(self, container: str, path: str) -> str:
+        """What `path` is in a container's file system, without reading it: "dir",
+        "file", "link", "other", or "" when there is nothing."""
+        api = self._api
+        url = (
+            f"{api.base_url}/v{api.api_version}/containers/{urllib.parse.quote(container)}/archive"
+        )
+        # HEAD answers the stat header alone; a GET would stream the whole tree.
+        response = self._call(api.head, url, params={"path": path}, timeout=api.timeout)
+        if response.status_code == 404:
+            return ""
+        if response.status_code != 200:
+            raise EngineError(f"the engine answered {response.status_code} for {path}")
+        return path_kind(response.headers.get("X-Docker-Container-Path-Stat", ""))
+
+    def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
+        """Commit a container as image `ref` with exactly `config`; the image id."""
+        repo, tag = split(ref)
+        committed = self._object(
+            self._api.commit, container, repo, tag, message=message, conf=config.to_api()
+        )
+        return _id(committed)
+
+    def inspect_container(self, container: str) -> ContainerInfo:
+        return ContainerInfo.from_api(self._object(self._api.inspect_container, container))
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        self._call(self._api.stop, container, timeout=timeout)
+
+    def kill(self, container: str, signal: str = "KILL") -> None:
+        self._call(self._api.kill, container, signal=signal)
+
+    def remove_container(self, container: str) -> None:
+        """Force-remove a container with its anonymous volumes; gone is fine."""
+        try:
+            self._call(self._api.remove_container, container, force=True, v=True)
+        except NotFound:
+            pass
+        except EngineError as exc:
+            # "removal already in progress" means someone else is finishing it.
+            if "in progress" not in exc.problem:
+                raise
+
+    def containers(self, labels: Iterable[str] = ()) -> list[ContainerSummary]:
+        found = self._objects(self._api.containers, all=True, filters=_filters(labels))
+        return [ContainerSummary.from_api(c) for c in found]
+
+    def exec(
+        self,
+        container: str,
+        cmd: list[str],
+        *,
+        user: str = "",
+        env: Mapping[str, str] | None = None,
+        workdir: str = "",
+    ) -> ExecResult:
+        """Run a command in a running container; its exit code and output."""
+        created = self._object(
+            self._api.exec_create,
+            container,
+            cmd,
+            user=user,
+            environment=dict(env or {}) or None,
+            workdir=workdir or None,
+        )
+        exec_id = _id(created)
+        output = bytes(self._call(self._api.exec_start, exec_id))
+        code = self._object(self._api.exec_inspect, exec_id).get("ExitCode")
+        return ExecResult(int(code if code is not None else -1), output.decode("utf-8", "replace"))
+
+    # -- volumes --------------------------------------------------------
+
+    def create_volume(
+        self,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        driver_opts: Mapping[str, str] | None = None,
+    ) -> str:
+        """A local volume; driver_opts e.g. {"type": "tmpfs", "device": "tmpfs", "o": ...}."""
+        created = self._object(
+            self._api.create_volume,
+            name=name or None,
+            labels=dict(labels or {}) or None,
+            driver_opts=dict(driver_opts or {}) or None,
+        )
+        return str(created["Name"])
+
+    def inspect_volume(self, name: str) -> VolumeInfo:
+        return VolumeInfo.from_api(self._object(self._api.inspect_volume, name))
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._call(self._api.remove_volume, name, force=True)
+
+    def volumes(self, labels: Iterable[str] = ()) -> list[VolumeInfo]:
+        found = objects(self._object(self._api.volumes, filters=_filters(labels)), "Volumes")
+        return [VolumeInfo.from_api(v) for v in found]
+
+    # -- where the engine's answers arrive ------------------------------
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return call(fn, *args, where=self.where, **kwargs)
+
+    def _object(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> Json:
+        """A request whose answer is one JSON object."""
+        return _as_object(self._call(fn, *args, **kwargs))
+
+    def _objects(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> list[Json]:
+        """A request whose answer is a list of JSON objects."""
+        found = self._call(fn, *args, **kwargs)
+        if not isinstance(found, list):
+            raise EngineError(f"the engine's answer is not a list: {str(found)[:80]!r}")
+        return [_as_object(item) for item in found]
+
+    def _events(self, stream: Iterable[object]) -> Iterator[Json]:
+        """The JSON objects of a streamed answer (build, push, load)."""
+        for event in self._guard(stream):
+            yield _as_object(event)
+
+    def _guard(self, stream: Iterable[T]) -> Iterator[T]:
+        """Translate errors raised while a stream is being read."""
+        try:
+            yield from stream
+        except engine_exceptions() as exc:
+            raise translate(exc, self.where) from exc
+
+
+def _as_object(value: object) -> Json:
+    if not isinstance(value, Mapping):
+        raise EngineError(f"the engine's answer is not a JSON object: {str(value)[:80]!r}")
+    return value
+
+
+def _id(created: Json) -> str:
+    return str(created["Id"])
+
+
+def _filters(labels: Iterable[str], dangling: bool | None = None) -> dict[str, Any] | None:
+    """A listing's filters: the labels it must carry, dangling or not."""
+    filters: dict[str, Any] = {}
+    if labels:
+        filters["label"] = list(labels)
+    if dangling is not None:
+        filters["dangling"] = dangling
+    return filters or None
+
+
+def _host_config(spec: ContainerSpec) -> dict[str, Any]:
+    """docker-py's host config arguments for a spec (None: the engine's default)."""
+    binds = {
+        m.source: {
+            "bind": m.target,
+            "mode": ("ro" if m.read_only else "rw") + (",nocopy" if m.nocopy else ""),
+        }
+        for m in spec.mounts
+    }
+    bindings = {
+        p.container_port: (p.host_ip, p.host_port) if p.host_port else (p.host_ip,)
+        for p in spec.ports
+    }
+    return {
+        "binds": binds or None,
+        "tmpfs": dict(spec.tmpfs) or None,
+        "read_only": spec.read_only or None,
+        "cap_drop": list(spec.cap_drop) or None,
+        "security_opt": list(spec.security_opt) or None,
+        "port_bindings": bindings or None,
+        "network_mode": spec.network or None,
+    }
+
+
+def _create_args(spec: ContainerSpec) -> dict[str, Any]:
+    """docker-py's create_container arguments for a spec (but the host config)."""
+    command = None if spec.command is None else list(spec.command)
+    # docker-py drops an empty list; [""] is how the API clears an ENTRYPOINT.
+    entrypoint = None if spec.entrypoint is None else list(spec.entrypoint) or [""]
+    return {
+        "command": command,
+        "entrypoint": entrypoint,
+        "user": spec.user or None,
+        "environment": [f"{k}={v}" for k, v in spec.env.items()] or None,
+        "labels": dict(spec.labels),
+        "name": spec.name or None,
+        "working_dir": spec.working_dir or None,
+        "ports": [p.container_port for p in spec.ports] or None,
+        "network_disabled": spec.network == "none",
+        "detach": True,
+    }

@@ -1,0 +1,110 @@
+"""Finding the engine and agreeing on an API version with it.
+
+The engine is found from the standard environment (`DOCKER_HOST`,
+`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`), as the `docker` CLI finds it; the
+API version is the newest both nbs2i and the engine speak, so Debian's
+docker.io (API 1.41) and newer engines both work. "No engine" is one line
+that says where nbs2i looked and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from nbs2i.engine.faults import ENGINE_HINT, call
+from nbs2i.engine.types import Json
+from nbs2i.errors import EngineError, EngineUnavailable
+
+if TYPE_CHECKING:
+    import docker
+
+# The oldest API nbs2i speaks (Docker 1.12); Debian's docker.io speaks 1.41.
+MINIMUM_API = "1.24"
+# The newest: what the docker-py nbs2i depends on speaks.
+NEWEST_API = "1.45"
+# How long the first question may take before nbs2i says no engine answers.
+PROBE_SECONDS = 10
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+_UNIX = "unix://"
+
+
+def default_where() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def open_client(timeout: int) -> tuple[str, docker.APIClient]:
+    """Where the engine is, and docker-py's client for it at the negotiated
+    API version; EngineUnavailable when none answers."""
+    where = default_where()
+    _check_socket(where)
+    import docker
+
+    settings = _settings()
+    try:
+        probe = docker.APIClient(version=MINIMUM_API, timeout=PROBE_SECONDS, **settings)
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailable(
+            f"no Docker engine answers at {where} ({exc})", ENGINE_HINT
+        ) from exc
+    try:
+        answer = _probe(probe, where)
+    finally:
+        probe.close()
+    version = negotiate_version(
+        str(answer.get("ApiVersion") or MINIMUM_API), answer.get("MinAPIVersion")
+    )
+    return where, docker.APIClient(version=version, timeout=timeout, **settings)
+
+
+def _check_socket(where: str) -> None:
+    """A local socket that is not there: no engine, said before docker-py is
+    even loaded (a daemonless CI job asks with --as-dockerfile)."""
+    path = where[len(_UNIX) :] if where.startswith(_UNIX) else ""
+    if path and not os.path.exists(path):
+        raise EngineUnavailable(f"no Docker engine answers at {where}", ENGINE_HINT)
+
+
+def _settings() -> dict[str, Any]:
+    """docker-py's connection settings from DOCKER_HOST, DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH."""
+    from docker.errors import TLSParameterError
+    from docker.utils import kwargs_from_env
+
+    try:
+        return dict(kwargs_from_env())
+    except TLSParameterError as exc:
+        raise EngineUnavailable(
+            f"bad Docker TLS settings: {exc}", "check DOCKER_TLS_VERIFY and DOCKER_CERT_PATH"
+        ) from exc
+
+
+def _probe(client: docker.APIClient, where: str) -> Json:
+    """The engine's /version answer, or one line saying no engine answers there."""
+    try:
+        answer: object = call(client.version, api_version=False, where=where)
+    except (EngineUnavailable, EngineError) as exc:
+        raise EngineUnavailable(f"no Docker engine answers at {where}", ENGINE_HINT) from exc
+    if not isinstance(answer, dict):
+        raise EngineUnavailable(f"what answers at {where} is not a Docker engine", ENGINE_HINT)
+    return answer
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def negotiate_version(
+    server_max: str, server_min: str | None = None, ours_max: str | None = None
+) -> str:
+    """The newest API version that both nbs2i and the engine speak."""
+    ours_max = ours_max or NEWEST_API
+    chosen = min(server_max, ours_max, key=_version_key)
+    too_old = _version_key(chosen) < _version_key(MINIMUM_API)
+    if too_old or (server_min and _version_key(chosen) < _version_key(server_min)):
+        raise EngineUnavailable(
+            f"the Docker engine speaks API {server_min or '?'}-{server_max}, nbs2i needs "
+            f"{MINIMUM_API}-{ours_max}",
+            "upgrade the engine (Docker 1.12 or newer)",
+        )
+    return chosen
