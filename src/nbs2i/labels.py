@@ -75,6 +75,11 @@ BUILD_STAGE = "io.nbs2i.build-stage"
 # both, nbs2i can write the notebook layer itself exactly as assemble would.
 ASSEMBLE_DIGEST = "io.nbs2i.assemble-sha256"
 NOTEBOOK_DIRS = "io.nbs2i.notebook-dirs"
+# On nbs2i's builder: its variant, and the major.minor of the kernel
+# environment's Python (a course's runtime.txt and environment.yml are checked
+# against it before anything is installed).
+VARIANT = "io.nbs2i.variant"
+KERNEL_PYTHON = "io.nbs2i.kernel-python"
 
 
 # -- Kubernetes objects nbs2i writes (`nbs2i deploy`) -----------------------------
