@@ -33,12 +33,10 @@ leave the source, never open a special file, and stop at `tree.LIMIT` bytes.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -379,6 +377,8 @@ def _buildable(tree: Tree, strict: bool = True) -> bool:
     data = tree.read("pyproject.toml")
     if data is None:
         return False
+    import tomllib  # a build without a pyproject.toml does not pay for it
+
     try:
         table = tomllib.loads(data.decode("utf-8", "replace"))
     except tomllib.TOMLDecodeError as exc:
@@ -437,6 +437,8 @@ def plan_lines(decision: Decision) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # the builder's command line only
+
     parser = argparse.ArgumentParser(prog="depfiles", description="What assemble installs.")
     parser.add_argument("command", choices=["plan"])
     parser.add_argument("source")
