@@ -26,7 +26,7 @@ import pytest
 from nbs2i import restricted
 from nbs2i.archive import tar_stream
 from nbs2i.building import BuildResult, build
-from nbs2i.ca import CA_FILE, default_ca_bundle
+from nbs2i.ca import CA_DIR, CA_FILE, default_ca_bundle
 from nbs2i.engine import ContainerSpec, Engine, Leftovers
 from tests.support import s2i as upstream
 from tests.support.builds import Events
@@ -223,7 +223,7 @@ def test_upstream_s2i_installs_the_same_packages(
     mount = []
     if bundle is not None:
         shutil.copy(bundle, ca / CA_FILE)
-        mount = ["-v", f"{ca}:/run/nbs2i/ca:ro"]
+        mount = ["-v", f"{ca}:{CA_DIR}:ro"]
     ref = made.image(upstream.local_tag(f"s2i-{built.source.name}"))
     s2i = upstream.S2i(engine, path, [alias])
     try:
