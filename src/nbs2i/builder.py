@@ -1,7 +1,9 @@
 """Build the hardened builder image from the s2i/ directory shipped with nbs2i.
 
 The build goes through the engine seam (no `docker` CLI): the context is a
-small in-memory tar of s2i/ plus, when given, a CA bundle named
+small in-memory tar of s2i/, the definition of the course dependency files
+(`nbs2i.depfiles`, as `lib/depfiles/`: assemble asks it what to install, so
+both build paths decide alike) and, when given, a CA bundle named
 `ca-bundle.pem` that only the Dockerfile's build stage copies (so pip can
 reach PyPI behind a TLS-intercepting proxy); the final stage never sees it.
 """
@@ -28,6 +30,8 @@ CA_BUNDLE_NAME = "ca-bundle.pem"
 # Appended to the bundle in the context (PEM readers skip text outside
 # certificates): lets a test prove that no layer of the final image holds it.
 CA_BUNDLE_MARKER = b"# nbs2i: CA bundle of the builder's build stage; never in the final image\n"
+# Where the context (and the builder, under /usr/libexec/s2i) has nbs2i.depfiles.
+DEPFILES_DIR = "lib/depfiles"
 # Lines of build output kept for the error message of a failed build.
 TAIL_LINES = 20
 
@@ -83,12 +87,22 @@ def s2i_dir() -> Path:
     )
 
 
+def depfiles_files() -> list[tuple[str, Path]]:
+    """The dependency-file definition as the builder carries it: (name in the
+    context, file), sorted by name."""
+    package = Path(__file__).resolve().parent / "depfiles"
+    return [(f"{DEPFILES_DIR}/{p.name}", p) for p in sorted(package.glob("*.py"))]
+
+
 def shipped_assemble_digest() -> str:
-    """The sha256 of the assemble script this nbs2i ships ("" when it cannot be read).
-    A builder built from it carries the same value in a label; then nbs2i knows
-    what its assemble does."""
+    """The sha256 of what decides what assemble does, as this nbs2i ships it:
+    bin/assemble, bin/depfiles and lib/depfiles/*.py, one after the other (""
+    when they cannot be read). A builder built from them carries the same value
+    in a label; then nbs2i knows what its assemble does."""
     try:
-        return hashlib.sha256((s2i_dir() / "bin" / "assemble").read_bytes()).hexdigest()
+        bin_dir = s2i_dir() / "bin"
+        paths = [bin_dir / "assemble", bin_dir / "depfiles", *(p for _, p in depfiles_files())]
+        return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()
     except (NotFound, OSError):
         return ""
 
@@ -117,7 +131,8 @@ def check_request(request: BuilderRequest) -> None:
 
 
 def build_context(source: Path, ca_bundle: Path | None = None) -> bytes:
-    """The docker build context: s2i/ (minus caches) and the optional bundle.
+    """The docker build context: s2i/ (minus caches), nbs2i.depfiles and the
+    optional bundle.
 
     Modes are fixed here, not taken from disk: scripts 0755, the rest 0644,
     owned by root. A wheel install that lost the x bits still builds right.
@@ -141,13 +156,19 @@ def build_context(source: Path, ca_bundle: Path | None = None) -> bytes:
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
+        for name, path in depfiles_files():
+            _add_file(tar, name, path.read_bytes())
         if ca_bundle is not None:
             data = ca_bundle.read_bytes().rstrip(b"\n") + b"\n" + CA_BUNDLE_MARKER
-            info = tarfile.TarInfo(CA_BUNDLE_NAME)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
+            _add_file(tar, CA_BUNDLE_NAME, data)
     return buffer.getvalue()
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
 
 
 def build_builder(

@@ -27,6 +27,8 @@ DEPLOY_MEMORY = "1Gi"
 # jupyterhub-singleuser matches.
 VARIANTS = ("minimal", "scipy", "r", "datascience")
 VARIANT = "minimal"
+# The variants with R (s2i/Dockerfile installs it for them): install.R runs there.
+R_VARIANTS = ("r", "datascience")
 JUPYTERHUB_MAJORS = ("6", "5")
 JUPYTERHUB_MAJOR = "6"
 

@@ -84,6 +84,11 @@ NOTEBOOK_DIRS = "io.nbs2i.notebook-dirs"
 # variables of the image's ENV reach kernels and terminals, never the server.
 SERVER_PYTHON = "io.nbs2i.server-python"
 SERVER_PYTHON_ISOLATED = "isolated"
+# On nbs2i's builder: its variant, and the major.minor of the kernel
+# environment's Python (a course's runtime.txt and environment.yml are checked
+# against it before anything is installed).
+VARIANT = "io.nbs2i.variant"
+KERNEL_PYTHON = "io.nbs2i.kernel-python"
 
 
 # -- Kubernetes objects nbs2i writes (`nbs2i deploy`) -----------------------------

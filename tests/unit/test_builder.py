@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -70,6 +71,25 @@ def test_context_holds_s2i_with_fixed_modes_and_no_bundle_by_default() -> None:
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())
     assert builder.CA_BUNDLE_NAME not in members
     assert not any("__pycache__" in name for name in members)
+
+
+def test_context_carries_the_dependency_file_definition_nbs2i_decides_with() -> None:
+    import nbs2i.depfiles
+
+    package = Path(nbs2i.depfiles.__file__).parent
+    context = builder.build_context(builder.s2i_dir())
+    members = _members(context)
+    assert members["bin/depfiles"].mode == 0o755
+    with tarfile.open(fileobj=io.BytesIO(context)) as tar:
+        for source in sorted(package.glob("*.py")):
+            name = f"{builder.DEPFILES_DIR}/{source.name}"
+            assert members[name].mode == 0o644
+            assert tar.extractfile(name).read() == source.read_bytes()  # type: ignore[union-attr]
+    # The label that lets nbs2i write the notebook layer covers what assemble asks.
+    parts = [builder.s2i_dir() / "bin" / n for n in ("assemble", "depfiles")]
+    parts += sorted(package.glob("*.py"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()
+    assert builder.shipped_assemble_digest() == digest
 
 
 def test_context_carries_the_bundle_with_its_marker(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@
 2. The builder: present, pulled, or (nbs2i's default builder) built on first
    use, as `--pull-policy` says.
 3. The source: cloned or taken as it is on disk; its scripts, environment and
-   dependency files read, each through `read_control_file`.
+   dependency files read, each through `read_control_file` (the dependency
+   files through `nbs2i.depfiles`, the definition the builder's assemble
+   follows too); a line for each dependency file that is not installed.
 4. The plan (`plan.py`, pure): who assembles, the dependency layer, whether
    nbs2i writes the notebook layer itself or a container runs assemble, the
    image's labels and config.
@@ -29,6 +31,7 @@ success, failure, Ctrl-C, SIGTERM and SIGHUP.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import replace
 
@@ -68,6 +71,8 @@ def build(engine: Docker, req: BuildRequest, reporter: Reporter = silent) -> Bui
     reporter(Event("step", f"Fetching source {redact(req.source)}"))
     with open_source(req.source, ref=req.ref, context_dir=req.context_dir) as source:
         facts = read_source(req, source, info.config.labels)
+        for kind, line in facts.notices:
+            reporter(Event("warning" if kind == "ignored" else "step", line))
         the_plan = plan.plan(req, builder, info, facts, shipped_assemble_digest())
         if req.incremental and the_plan.deps is not None:
             reporter(
@@ -84,7 +89,7 @@ def build(engine: Docker, req: BuildRequest, reporter: Reporter = silent) -> Bui
             leftovers.remove_all()
 
 
-def read_source(req: BuildRequest, source: Source, builder_labels: dict[str, str]) -> Facts:
+def read_source(req: BuildRequest, source: Source, builder_labels: Mapping[str, str]) -> Facts:
     """Everything planning needs from the source (the only reads of it before the
     tar streams)."""
     from nbs2i.archive import check_source
@@ -94,7 +99,8 @@ def read_source(req: BuildRequest, source: Source, builder_labels: dict[str, str
         scripts_url=req.scripts_url, source_root=source.root, image_labels=builder_labels
     )
     env = build_environment(source.root, req.env_files, dict(req.env))
-    return Facts(source, scripts, env, deps.find(source.root))
+    found = deps.find(source.root, builder_labels)
+    return Facts(source, scripts, env, found.deps, found.notices)
 
 
 def _execute(

@@ -273,21 +273,27 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
 
 
 def deps_layer(containers: Containers, deps: DepsStep, source: Source, reporter: Reporter) -> None:
-    """The dependency files alone, installed by assemble in its deps phase."""
+    """The dependency files alone (the whole source when the repository is
+    installed as a package), installed by assemble in its deps phase."""
     engine, plan = containers.engine, containers.plan
     base = deps.apt.tag if deps.apt else plan.builder
     cid = containers.create(
         base, plan.assemble.path, labels.ROLE_DEPS, build_env={PHASE_VAR: "deps"}
     )
-    stream = files_tar(
-        [
-            *(TarFile(f"src/{rel}", data=data) for rel, data in deps.files),
-            *plan.scripts.uploads(),
-        ],
-        uid=plan.uid,
-        epoch=source.epoch,
-        dirs=["src"],
-    )
+    if deps.whole_source:
+        stream = tar_stream(
+            source.root,
+            uid=plan.uid,
+            epoch=source.epoch,
+            prefix="src",
+            excludes=plan.request.excludes,
+            extra=plan.scripts.uploads(),
+        )
+    else:
+        files = [TarFile(f"src/{rel}", data=data) for rel, data in deps.files]
+        stream = files_tar(
+            [*files, *plan.scripts.uploads()], uid=plan.uid, epoch=source.epoch, dirs=["src"]
+        )
     engine.put_archive(cid, plan.scripts.destination, stream)
     containers.run(cid, plan.assemble.path, reporter, "dependency install")
     engine.commit(cid, deps.tag, deps.config, "nbs2i dependency layer")

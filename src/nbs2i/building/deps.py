@@ -1,54 +1,32 @@
-"""A course's dependency files: which there are, what they ask for, their cache key.
+"""A course's dependency files as `nbs2i build` needs them: what goes into the
+dependency layer, and its cache key.
 
-repo2docker's names, so existing course repositories build unchanged:
-`requirements.txt` (with its `-r`/`-c` includes) for the kernel's Python
-environment, `install.R` for an R builder, `apt.txt` for Debian packages, and
-`.s2i/kernels/<name>/requirements.txt` (and an optional `display-name`) for
-an extra kernel. As with
-repo2docker, a `binder/` (or `.binder/`) directory, when there is one, holds
-them instead of the root. The others repo2docker knows are refused with what
-to do instead: nothing a course asks for is silently ignored.
+Which files count, their precedence and what is done with each are decided by
+`nbs2i.depfiles`, the definition the builder's assemble follows too (it
+carries the same code), so both build paths install the same things and refuse
+with the same line. Here that decision meets the builder's labels (its Python,
+whether it has R) and becomes the dependency layer's input: the files it
+reads, the Debian packages from apt.txt, and whether the layer needs the whole
+source (the repository is installed as a package) or cannot be made alone (a
+requirement installs from the source tree).
 
-Everything here is pure: files are read with `read_control_file` (never
-through a link out of the source, never a special file, bounded), nothing
-touches the engine.
+Everything here is pure: files are read through `depfiles.Tree` (never through
+a link out of the source, never a special file, bounded), nothing touches the
+engine.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from nbs2i import defaults, depfiles, labels
 from nbs2i.errors import SourceError
-from nbs2i.source import read_control_file
 
-REQUIREMENTS = "requirements.txt"
-INSTALL_R = "install.R"
-APT = "apt.txt"
-KERNELS_DIR = ".s2i/kernels"
-KERNEL_DISPLAY_NAME = "display-name"
-CONFIG_DIRS = ("binder", ".binder")
-# repo2docker's other files, and what a course does instead.
-UNSUPPORTED = {
-    "environment.yml": "conda is not in the image: list pip packages in requirements.txt and "
-    "Debian packages in apt.txt",
-    "Pipfile": "write requirements.txt instead (pipenv requirements > requirements.txt)",
-    "runtime.txt": "the Python version is the builder's; remove runtime.txt",
-    "postBuild": "put build steps in .s2i/bin/assemble (it may call /usr/libexec/s2i/assemble)",
-    "start": "the image's run script starts the server; remove start",
-}
-# Debian package names (Policy 5.6.7); nothing else may reach apt-get.
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_KERNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-MAX_PACKAGES = 500
-# `-r other.txt` / `-c constraints.txt` pull more files into the dependency layer.
-_INCLUDE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)")
-# A requirement that installs something from the source tree itself.
-_LOCAL_REQ = re.compile(r"^\s*(?:-e\s+|--editable[\s=]+)?(?:\.|/|file:)")
+# What a notice is: ("info" | "ignored", one line).
+Notice = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -60,108 +38,39 @@ class Dependencies:
     # Why the dependencies cannot get a layer of their own ("" when they can):
     # they install from the source tree, which is not there yet.
     one_step: str = ""
+    # The repository itself is installed: the layer is made from the whole
+    # source, and keyed by its package files only.
+    whole_source: bool = False
 
 
-def config_dir(root: Path) -> str:
-    """Where the dependency files are: binder/ or .binder/ when present, else ""."""
-    for name in CONFIG_DIRS:
-        if (root / name).is_dir() and not (root / name).is_symlink():
-            return name
-    return ""
+@dataclass(frozen=True)
+class Found:
+    deps: Dependencies | None  # None: nothing to install
+    notices: tuple[Notice, ...]  # what happens to each file, one line each
 
 
-def find(root: Path) -> Dependencies | None:
-    """The course's dependency files, or None when it has none."""
-    base = config_dir(root)
-    for name, fix in UNSUPPORTED.items():
-        if read_control_file(root, _join(base, name)) is not None:
-            raise SourceError(f"{_join(base, name)} is not supported by nbs2i", fix)
-    files: dict[str, bytes] = {}
-    one_step = _requirements(root, _join(base, REQUIREMENTS), files)
-    for rel in (_join(base, INSTALL_R), _join(base, APT)):
-        data = read_control_file(root, rel)
-        if data is not None:
-            files[rel] = data
-    for name in _kernel_names(root):
-        one_step = _requirements(root, f"{KERNELS_DIR}/{name}/{REQUIREMENTS}", files) or one_step
-        display = read_control_file(root, f"{KERNELS_DIR}/{name}/{KERNEL_DISPLAY_NAME}")
-        if display is not None:
-            files[f"{KERNELS_DIR}/{name}/{KERNEL_DISPLAY_NAME}"] = display
-    if not files:
-        return None
-    apt = apt_packages(files.get(_join(base, APT), b""), _join(base, APT))
-    return Dependencies(tuple(sorted(files.items())), apt, one_step)
+def builder_facts(builder_labels: Mapping[str, str]) -> depfiles.Builder:
+    """The builder's Python and R as its labels say; unknown (not checked here,
+    its assemble checks) when it does not say."""
+    variant = builder_labels.get(labels.VARIANT)
+    return depfiles.Builder(
+        python=builder_labels.get(labels.KERNEL_PYTHON) or None,
+        r=None if variant is None else variant in defaults.R_VARIANTS,
+    )
 
 
-def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if base else name
-
-
-def _kernel_names(root: Path) -> list[str]:
-    kernels = root / KERNELS_DIR
-    if not kernels.is_dir() or kernels.is_symlink():
-        return []
-    names = sorted(p.name for p in kernels.iterdir())
-    for name in names:
-        if not _KERNEL_NAME.match(name):
-            raise SourceError(
-                f"{KERNELS_DIR}/{name} is not a kernel name",
-                "name kernels with lowercase letters, digits, '.', '_' and '-'",
-            )
-    return names
-
-
-def _requirements(root: Path, first: str, found: dict[str, bytes]) -> str:
-    """Add a requirements file and its includes to `found`; the reason they cannot
-    get a layer of their own, or ""."""
-    todo = [first]
-    while todo:
-        rel = todo.pop()
-        if rel in found:
-            continue
-        data = read_control_file(root, rel)
-        if data is None:
-            if rel == first:
-                return ""
-            raise SourceError(
-                f"{rel}, included by a requirements file, does not exist", f"add {rel}"
-            )
-        found[rel] = data
-        for line in data.decode("utf-8", "replace").splitlines():
-            if _LOCAL_REQ.match(line):
-                return f"{rel} installs from the source tree"
-            include = _INCLUDE.match(line)
-            if include:
-                todo.append(_included(rel, include.group(1)))
-    return ""
-
-
-def _included(rel: str, target: str) -> str:
-    joined = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-    if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
-        raise SourceError(
-            f"{rel} includes {target}, outside the source", "include files of the repository only"
-        )
-    return PurePosixPath(joined).as_posix()
-
-
-def apt_packages(data: bytes, where: str) -> tuple[str, ...]:
-    """Debian package names, one or more a line, `#` comments; anything else (an
-    option, a path, a version, shell syntax) is refused with its line."""
-    packages: list[str] = []
-    for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
-        for word in raw.split("#", 1)[0].split():
-            if not _PACKAGE.match(word):
-                raise SourceError(
-                    f"{where}:{number}: {word!r} is not a Debian package name",
-                    "list package names only (lowercase letters, digits, '+', '-', '.')",
-                )
-            packages.append(word)
-    if len(packages) > MAX_PACKAGES:
-        raise SourceError(
-            f"{where} lists {len(packages)} packages", f"keep it under {MAX_PACKAGES}"
-        )
-    return tuple(dict.fromkeys(packages))
+def find(root: Path, builder_labels: Mapping[str, str] | None = None) -> Found:
+    """The course's dependency files and a line for each file that is not
+    installed; SourceError (one line: the file and a fix) when one is refused."""
+    try:
+        decision = depfiles.decide(depfiles.Tree(root), builder_facts(builder_labels or {}))
+    except depfiles.Refused as exc:
+        raise SourceError(exc.problem, exc.fix) from None
+    if not decision.actions:
+        return Found(None, decision.notices)
+    apt = next((a.detail.split() for a in decision.actions if a.kind == "apt"), [])
+    deps = Dependencies(decision.files, tuple(apt), decision.local, decision.whole_source)
+    return Found(deps, decision.notices)
 
 
 def key(parts: Mapping[str, str], files: tuple[tuple[str, bytes], ...] = ()) -> str:

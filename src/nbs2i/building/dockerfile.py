@@ -126,7 +126,7 @@ def write(req: BuildRequest, out_dir: Path, reporter: Reporter = silent) -> Path
             extra=the_plan.scripts.uploads(),
         )
         _unpack(stream, upload)
-        if the_plan.deps:
+        if the_plan.deps and not the_plan.deps.whole_source:
             files = [TarFile(f"deps/{rel}", data=data) for rel, data in the_plan.deps.files]
             _unpack(files_tar(files, uid=the_plan.uid, epoch=source.epoch, dirs=["deps"]), upload)
     dockerfile = out_dir / "Dockerfile"
@@ -157,9 +157,11 @@ def dockerfile_lines(the_plan: planning.BuildPlan, *, has_scripts: bool) -> list
     if the_plan.env:
         found.append("ENV " + " \\\n    ".join(f"{k}={quote(v)}" for k, v in the_plan.env.items()))
     if the_plan.deps:
+        # A course installed as a package needs its whole source for that step.
+        deps = "upload/src/" if the_plan.deps.whole_source else "upload/deps/"
         found += [
             "# The dependency files alone first: this layer is reused while they do not change.",
-            f"COPY --chown={uid}:0 upload/deps/ {dest}/src/",
+            f"COPY --chown={uid}:0 {deps} {dest}/src/",
             f"RUN {planning.PHASE_VAR}=deps {assemble}",
         ]
     found.append(f"COPY --chown={uid}:0 upload/src/ {dest}/src/")

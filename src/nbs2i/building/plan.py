@@ -10,7 +10,9 @@ What is decided here:
 - the dependency layer: when the course has dependency files, they are
   installed first, alone, into `nbs2i-cache/deps:<key>` (Debian packages from
   apt.txt into `nbs2i-cache/apt:<key>` below it), reused by every later build
-  with that key;
+  with that key; a course installed as a package gets the whole source for
+  that step, keyed by its package files (setup.py, setup.cfg, pyproject.toml),
+  so a change to its code or notebooks reuses the layer;
 - how the notebooks get into the image: nbs2i writes the layer itself
   (`layer`) when running assemble would only move them there, which it knows
   when the builder's assemble is, byte for byte, the one this nbs2i ships and
@@ -26,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from nbs2i import labels
 from nbs2i.archive import DirEntry
-from nbs2i.building.deps import Dependencies, key
+from nbs2i.building.deps import Dependencies, Notice, key
 from nbs2i.building.request import BuildRequest, Injection
 from nbs2i.engine import ImageConfig, ImageInfo
 from nbs2i.errors import BuildError
@@ -50,6 +52,9 @@ class Facts:
     scripts: Scripts
     env: Mapping[str, str]
     deps: Dependencies | None
+    # A line for each dependency file that is known but not installed, or
+    # installed in a way worth saying (runtime.txt, environment.yml).
+    notices: tuple[Notice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class DepsStep:
     # failed dependency step falls back to one assemble with everything.
     builder_knows_phase: bool
     config: ImageConfig
+    # The repository is installed as a package: the step gets the whole source
+    # (the key still covers only the dependency files).
+    whole_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,7 @@ def _deps_step(
         apt=apt,
         builder_knows_phase=info.config.labels.get(labels.OCI_TITLE) == labels.BUILDER_TITLE,
         config=config,
+        whole_source=deps.whole_source,
     )
 
 
