@@ -27,7 +27,8 @@ from nbs2i import restricted
 from nbs2i.archive import tar_stream
 from nbs2i.building import BuildResult, build
 from nbs2i.ca import CA_DIR, CA_FILE, default_ca_bundle
-from nbs2i.engine import ContainerSpec, Engine, Leftovers
+from nbs2i.cleanup import Leftovers
+from nbs2i.engine import ContainerSpec, Engine
 from tests.support import s2i as upstream
 from tests.support.builds import Events
 from tests.support.builds import request as build_request
