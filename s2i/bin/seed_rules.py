@@ -117,7 +117,7 @@ def parse_state(data: bytes) -> State:
     body = json.loads(data)
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise ValueError("not a course manifest of this format")
-    sections = [body.get(k) or {} for k in ("files", "image")]
+    sections = [body.get(k, {}) for k in ("files", "image")]
     if not all(isinstance(s, dict) for s in sections):
         raise ValueError("not a course manifest of this format")
     state = State()
@@ -185,7 +185,8 @@ def summary(root: str, files: int, counts: dict[str, int], updates: bool) -> str
     """The one line every start logs."""
     labels = ON_LABELS if updates else OFF_LABELS
     parts = [f"{counts[a]} {label}" for a, label in labels if counts.get(a)]
-    text = f"course in {root}: {files} files" + (": " + ", ".join(parts) if parts else "")
+    noun = "file" if files == 1 else "files"
+    text = f"course in {root}: {files} {noun}" + (": " + ", ".join(parts) if parts else "")
     if not updates:
         text += " (NBS2I_COURSE_UPDATES=off: files already there are never replaced)"
     return text
