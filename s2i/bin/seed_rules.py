@@ -193,7 +193,7 @@ def summary(root: str, files: int, counts: dict[str, int], updates: bool) -> str
 
 
 def skipped_line(skipped: list[str]) -> str:
-    shown = ", ".join(skipped[:5])
+    shown = ", ".join(sorted(skipped)[:5])
     if len(skipped) > 5:
         shown += f" and {len(skipped) - 5} more"
     return f"not copied from the course: {shown}: {WHY_NOT_SEEDED}"
