@@ -32,6 +32,7 @@ from tests.support.session import LABEL_PAIRS, LABELS, tag
 from tests.support.tracker import Tracker
 
 MARKER = "/tmp/nbs2i-hostile-config-read"
+TOKEN = uuid.uuid4().hex
 
 
 def hostile_py(where: str) -> str:
@@ -83,7 +84,7 @@ def markers(engine: Engine, container: str) -> str:
     return engine.exec(container, ["sh", "-c", f"ls {MARKER}* 2>/dev/null || true"]).output.strip()
 
 
-def assert_locked(engine: Engine, container: str, port: int, token: str) -> None:
+def assert_locked(engine: Engine, container: str, port: int, token: str = TOKEN) -> None:
     """Nothing without credentials; no hostile file ran."""
     anonymous = Api(port)
     assert anonymous.call("GET", "/api/contents", auth=False)[0] == 403
@@ -106,7 +107,12 @@ def assert_locked(engine: Engine, container: str, port: int, token: str) -> None
 
 def start(engine: Engine, track: Tracker, image: str, volume: str, **env: str) -> run.Server:
     request = run.RunRequest(
-        image=image, port=0, volume=volume, env=tuple(env.items()), labels=LABEL_PAIRS
+        image=image,
+        port=0,
+        volume=volume,
+        token=TOKEN,
+        env=tuple(env.items()),
+        labels=LABEL_PAIRS,
     )
     server = run.start(engine, request)
     track.container(server.container_id)
@@ -129,7 +135,7 @@ def test_a_course_config_never_reaches_the_server(
 ) -> None:
     volume = track.volume(engine.create_volume(f"nbs2i-test-{uuid.uuid4().hex[:10]}", LABELS))
     server = start(engine, track, hostile_image, volume)
-    assert_locked(engine, server.container_id, server.port, server.token)
+    assert_locked(engine, server.container_id, server.port)
     never = [rel for rel in CONFIG_FILES if rel.startswith(NEVER_SEEDED)]
     paths = " ".join(shlex.quote(f"{restricted.HOME}/{rel}") for rel in never)
     found = engine.exec(server.container_id, ["sh", "-c", f"ls {paths} 2>/dev/null || true"])
@@ -155,8 +161,8 @@ def test_a_config_already_on_the_volume_or_named_by_the_environment_is_not_read(
     }
     for env in ({}, steering):
         server = start(engine, track, hostile_image, volume, **env)
-        assert_locked(engine, server.container_id, server.port, server.token)
-        seen = Api(server.port, server.token).run_in_kernel(
+        assert_locked(engine, server.container_id, server.port)
+        seen = Api(server.port, TOKEN).run_in_kernel(
             "import os; print(os.environ.get('JUPYTER_CONFIG_DIR'),"
             " os.environ.get('JUPYTER_CONFIG_PATH'), os.environ.get('JUPYTER_PLATFORM_DIRS'))"
         )

@@ -209,7 +209,12 @@ def test_a_restart_hashes_nothing(
     run_seed(capsys, v1, ws)  # the edit is hashed once...
     calls: list[int] = []
     real = seed.sha256_fd
-    monkeypatch.setattr(seed, "sha256_fd", lambda fd: calls.append(fd) or real(fd))
+
+    def counted(fd: int) -> str:
+        calls.append(fd)
+        return str(real(fd))
+
+    monkeypatch.setattr(seed, "sha256_fd", counted)
     run_seed(capsys, v1, ws)
     assert calls == []  # ...and never again
 
