@@ -37,7 +37,7 @@ RESTORE = "restore"  # deleted by the student, changed by the course: back
 REPLACE = "replace"  # unchanged by the student: the new version replaces it
 ASIDE = "aside"  # changed by the student: the new version goes beside it
 CURRENT = "current"  # the workspace has the course's version
-KEEP = "keep"  # the student's, and this version was offered already
+KEEP = "keep"  # the student's; the course has nothing new for it
 GONE = "gone"  # deleted by the student; the course has not changed it
 
 ON_LABELS = (
@@ -155,8 +155,8 @@ def decide(updates: bool, entry: Entry | None, course: str, found: Found) -> str
         return CURRENT
     if found.kind == "file" and entry is not None and found.sha == entry.seeded:
         return REPLACE
-    if entry is not None and entry.offered == course:
-        return KEEP
+    if entry is not None and course in (entry.offered, entry.seeded):
+        return KEEP  # the student's, and no version they have not seen
     return ASIDE
 
 

@@ -136,11 +136,14 @@ def second_visit(lab: Lab) -> None:
     for name in ("a.ipynb", "data/d.csv", "e.txt"):
         assert f"- {name}: " in note, note
     assert "b.ipynb" not in note and "c.ipynb" not in note
+    # The student now edits the updated lecture: v2 again has nothing new for it.
+    lab.save_notebook("b.ipynb", with_cell(lab.read_notebook("b.ipynb"), STUDENT))
 
 
 def third_visit(lab: Lab, before: dict[str, tuple[str, int]]) -> None:
-    """v2 again, another UID: nothing changed; every file, whichever UID wrote
-    it (the first's seeding and edits, the second's updates), is writable."""
+    """v2 again, another UID: nothing changed (no copy of a lecture the student
+    edited since v2 came); every file, whichever UID wrote it (the first's
+    seeding and edits, the second's updates), is writable."""
     assert listing(lab) == before
     for name in ("a.ipynb", "b.ipynb", "f.ipynb", "a (course update).ipynb"):
         lab.save_notebook(name, with_cell(lab.read_notebook(name), "third UID"))

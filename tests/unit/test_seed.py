@@ -92,6 +92,8 @@ F = rules.Found
         (True, E(seeded="v1", offered="v2"), F("file", "mine"), rules.KEEP),
         (True, E(seeded="v1", offered="v1b"), F("file", "mine"), rules.ASIDE),
         (True, E(seeded="v1", offered="v2"), F("other"), rules.KEEP),
+        (True, E(seeded="v2"), F("file", "mine"), rules.KEEP),
+        (True, E(seeded="v2"), F("other"), rules.KEEP),
         (False, E(seeded="v2"), F("missing"), rules.COPY),
         (False, E(seeded="v1"), F("file"), rules.KEEP),
         (False, None, F("file"), rules.KEEP),
@@ -206,7 +208,9 @@ def test_a_restart_hashes_nothing(
     ws.mkdir()
     run_seed(capsys, v1, ws)
     write(ws, {"a.ipynb": "a mine"})
-    run_seed(capsys, v1, ws)  # the edit is hashed once...
+    log = run_seed(capsys, v1, ws)  # the edit is hashed once...
+    assert log == [f"nbs2i: course in {ws}: 5 files: 1 changed by you, 4 up to date"]
+    assert not list(ws.glob("*course update*"))  # the same version: nothing to offer
     calls: list[int] = []
     real = seed.sha256_fd
 
