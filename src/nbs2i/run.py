@@ -9,7 +9,8 @@ the token, and gives back a `Server` with the URL to open.
 
 The workspace: `--volume` mounts a named volume or a host directory on
 /home/jovyan, where zero-to-jupyterhub mounts its volume. The image seeds it
-without overwriting, so edits survive restarts, new UIDs and newer images.
+and brings the course's updates without overwriting what the student changed,
+so edits survive restarts, new UIDs and newer images.
 Without a volume nothing is mounted there: under a read-only root the image
 must cope on its own, exactly as on a cluster that gives the pod no volume.
 

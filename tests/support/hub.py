@@ -112,7 +112,15 @@ def create_kwargs(spawner):
     return {"user": f"{uids[spawner.user.name]}:0", "labels": s["labels"]}
 
 
+def pre_spawn(spawner):
+    # Read at every spawn: a test gives a student a newer image of the course.
+    images = here / "images.json"
+    if images.exists():
+        spawner.image = json.loads(images.read_text()).get(spawner.user.name, s["image"])
+
+
 c.DockerSpawner.extra_create_kwargs = create_kwargs
+c.Spawner.pre_spawn_hook = pre_spawn
 """
 
 
@@ -161,6 +169,7 @@ class HubSettings:
     notebook_dir: str = ""
     default_url: str = ""
     start_timeout: int = int(SPAWN_SECONDS)
+    volume_target: str = restricted.HOME  # where each student's volume is mounted
 
 
 @dataclass
@@ -174,6 +183,7 @@ class Hub:
     prefix: str
     engine: Docker
     uids: dict[str, int] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
     pid: int = 0  # the hub's, and its process group's
 
     def container(self, student: str) -> str:
@@ -188,6 +198,13 @@ class Hub:
         partial = self.workdir / "uids.json.partial"
         partial.write_text(json.dumps(self.uids))
         partial.replace(self.workdir / "uids.json")
+
+    def set_image(self, student: str, image: str) -> None:
+        """The image the student's next server starts from."""
+        self.images[student] = image
+        partial = self.workdir / "images.json.partial"
+        partial.write_text(json.dumps(self.images))
+        partial.replace(self.workdir / "images.json")
 
     def log(self) -> str:
         return (self.workdir / "hub.log").read_text(errors="replace")
@@ -215,7 +232,7 @@ def _settings_json(hub: Hub, hub_port: int, proxy_api_port: int) -> dict[str, An
         "image": s.image,
         "prefix": hub.prefix,
         "network": hub.network.name,
-        "home": restricted.HOME,
+        "home": s.volume_target,
         "host_config": {
             "read_only": True,
             "tmpfs": {restricted.TMP: restricted.TMPFS_OPTIONS},
