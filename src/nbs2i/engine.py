@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nbs2i.engine_socket import ApiError, ConnectionFailed, SocketApi, socket_path
-from nbs2i.errors import EngineError, EngineUnavailable, NotFound
+from nbs2i.errors import EngineError, EngineUnavailable, Nbs2iError, NotFound
 from nbs2i.reference import split
 
 if TYPE_CHECKING:
@@ -90,6 +90,10 @@ class PortBinding:
     host_port: int = 0
 
 
+# What the engine keeps of a container's output, at most (see ContainerSpec).
+LOG_LIMIT = 10 << 20
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """Everything a container is created with."""
@@ -109,6 +113,13 @@ class ContainerSpec:
     security_opt: tuple[str, ...] = ()
     ports: tuple[PortBinding, ...] = ()
     network: str = ""  # "" the engine's default; "none" no network at all
+    # The most bytes of output the engine keeps for the container (json-file,
+    # one file; 0: the engine's own default). nbs2i reads output through attach,
+    # so a container that floods its output cannot fill the engine's disk.
+    log_limit: int = LOG_LIMIT
+    # Stdin open, and closed by the engine when the attach that holds it ends
+    # (StdinOnce): the command can tell that nbs2i is gone, even killed.
+    stdin: bool = False
 
 
 @dataclass(frozen=True)
@@ -440,7 +451,16 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "security_opt": _none_if_empty(list(spec.security_opt)),
         "port_bindings": _none_if_empty(bindings),
         "network_mode": _none_if_empty(spec.network),
+        "log_config": _log_config(spec.log_limit),
     }
+
+
+def _log_config(limit: int) -> dict[str, Any] | None:
+    """json-file with one file of at most `limit` bytes; Docker and Podman
+    (k8s-file) both take max-size."""
+    if not limit:
+        return None
+    return {"type": "json-file", "config": {"max-size": str(limit)}}
 
 
 def _create_args(spec: ContainerSpec) -> dict[str, Any]:
@@ -458,7 +478,9 @@ def _create_args(spec: ContainerSpec) -> dict[str, Any]:
         "working_dir": _none_if_empty(spec.working_dir),
         "ports": _none_if_empty([p.container_port for p in spec.ports]),
         "network_disabled": spec.network == "none",
-        "detach": True,
+        # docker-py sets StdinOnce only for a container it does not detach.
+        "stdin_open": spec.stdin,
+        "detach": not spec.stdin,
     }
 
 
@@ -885,13 +907,26 @@ class Engine:
         """Raw output of a container, attached before it starts so nothing is missed.
 
         stdout alone (stderr=False) carries binary data intact (a tar from
-        save-artifacts): the json-file log driver would mangle it.
+        save-artifacts): the json-file log driver would mangle it. The same
+        connection is the container's stdin when it was created with `stdin`.
+        Closing the iterator closes the connection at once: the engine stops
+        writing into it, and closes that stdin.
         """
-        return self._guard(
-            self._call(
-                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=stderr
+        api = self._api
+        from docker.types.daemon import CancellableStream
+
+        def open_stream() -> Any:
+            # docker-py's attach, with stdin: the engine ignores it for a
+            # container without an open stdin.
+            response = api._post(
+                api._url("/containers/{0}/attach", container),
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                params={"stdin": 1, "stdout": 1, "stderr": int(stderr), "stream": 1, "logs": 1},
+                stream=True,
             )
-        )
+            return CancellableStream(api._read_from_socket(response, True, tty=False), response)
+
+        return self._guard(self._call(open_stream))
 
     def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None:
         """Unpack a tar (bytes, or an iterable streamed chunk by chunk) at path.
@@ -1056,11 +1091,18 @@ class Engine:
     # -- helpers --------------------------------------------------------
 
     def _guard(self, stream: Iterable[T]) -> Iterator[T]:
-        """Translate errors raised while a stream is being read."""
+        """Translate errors raised while a stream is being read; close the stream
+        (its connection) when reading ends, however it ends: an interrupt must
+        not leave the engine writing into a connection no one reads."""
         try:
             yield from stream
         except _engine_exceptions() as exc:
             raise translate(exc, self.where) from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                with contextlib.suppress(OSError, *_engine_exceptions()):
+                    close()
 
 
 class Leftovers:
@@ -1087,14 +1129,20 @@ class Leftovers:
         self.engine.remove_container(cid)
         self.containers.remove(cid)
 
-    def remove_all(self) -> None:
-        for cid in reversed(self.containers):
-            with contextlib.suppress(EngineError):
-                self.engine.remove_container(cid)
-        for name in reversed(self.volumes):
-            with contextlib.suppress(EngineError):
-                self.engine.remove_volume(name)
-        for name in reversed(self.networks):
-            with contextlib.suppress(EngineError):
-                self.engine.remove_network(name)
+    def remove_all(self) -> list[str]:
+        """Remove everything (a running container is killed: force); what could
+        not be removed, as "container ID" / "volume NAME" / "network NAME"."""
+        left: list[str] = []
+        steps = (
+            ("container", self.containers, self.engine.remove_container),
+            ("volume", self.volumes, self.engine.remove_volume),
+            ("network", self.networks, self.engine.remove_network),
+        )
+        for kind, names, remove in steps:
+            for name in reversed(names):
+                try:
+                    remove(name)
+                except Nbs2iError:  # the engine refused, or stopped answering
+                    left.append(f"{kind} {name[:12] if kind == 'container' else name}")
         self.containers, self.volumes, self.networks = [], [], []
+        return left

@@ -13,8 +13,9 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -103,7 +104,10 @@ def test_a_directory_swapped_before_the_walk_enters_it_is_refused(
     write(root / "d" / "z-after.txt", b"the source's own")
     data, error = stream_with_swap(root, 0, root / "d", host / "d")
     assert MARKER not in data
-    assert error == "d changed while nbs2i read the source: build again when nothing is changing the source"
+    assert (
+        error
+        == "d changed while nbs2i read the source: build again when nothing is changing the source"
+    )
 
 
 def test_a_swapped_directory_is_refused_by_check_source(tmp_path: Path, host: Path) -> None:
@@ -128,9 +132,7 @@ def test_a_root_whose_path_became_a_link_is_refused(tmp_path: Path, host: Path) 
         read_control_file(root, "nb.ipynb")
 
 
-def test_a_control_file_behind_a_swapped_directory_is_not_read(
-    tmp_path: Path, host: Path
-) -> None:
+def test_a_control_file_behind_a_swapped_directory_is_not_read(tmp_path: Path, host: Path) -> None:
     root = tmp_path / "src"
     write(root / ".s2i" / "environment", b"A=1\n")
     write(host / "environment", MARKER)
@@ -182,7 +184,7 @@ def test_every_descriptor_is_closed_after_a_walk_whatever_happened(tmp_path: Pat
     list(tar_stream(root, uid=1, epoch=None, excludes=["z-evil"]))
     with pytest.raises(SourceError):
         check_source(root)
-    stream = tar_stream(root, uid=1, epoch=None)
+    stream = cast(Generator[bytes, None, None], tar_stream(root, uid=1, epoch=None))
     next(stream)
     stream.close()  # a consumer that stops half-way
     fd = open_root(root)
