@@ -10,10 +10,8 @@ something shares it.
 
 from __future__ import annotations
 
-import contextlib
-
 from nbs2i.engine import Docker
-from nbs2i.errors import EngineError
+from nbs2i.errors import Nbs2iError
 
 
 class Leftovers:
@@ -40,11 +38,19 @@ class Leftovers:
         self.engine.remove_container(cid)
         self.containers.remove(cid)
 
-    def remove_all(self) -> None:
-        for cid in reversed(self.containers):
-            with contextlib.suppress(EngineError):
-                self.engine.remove_container(cid)
-        for name in reversed(self.volumes):
-            with contextlib.suppress(EngineError):
-                self.engine.remove_volume(name)
+    def remove_all(self) -> list[str]:
+        """Remove everything (a running container is killed: force); what could
+        not be removed, as "container ID" / "volume NAME"."""
+        left: list[str] = []
+        steps = (
+            ("container", self.containers, self.engine.remove_container),
+            ("volume", self.volumes, self.engine.remove_volume),
+        )
+        for kind, names, remove in steps:
+            for name in reversed(names):
+                try:
+                    remove(name)
+                except Nbs2iError:  # the engine refused, or stopped answering
+                    left.append(f"{kind} {name[:12] if kind == 'container' else name}")
         self.containers, self.volumes = [], []
+        return left

@@ -63,6 +63,13 @@ def json_reporter(event: Event) -> None:
 _INTERRUPTED = "interrupted; everything this run started was removed"
 
 
+def _interrupted(exc: BaseException) -> str:
+    """The last line after a stop signal: what the clean-up did, when it said
+    (click turns a KeyboardInterrupt into Abort, from it)."""
+    cause = exc.__cause__ if isinstance(exc, click.Abort) else exc
+    return cause.message if isinstance(cause, interrupts.Interrupted) else _INTERRUPTED
+
+
 @contextlib.contextmanager
 def _json_errors(enabled: bool) -> Iterator[None]:
     """With --json, a failure is an event on stdout too (stderr keeps its line)."""
@@ -72,10 +79,10 @@ def _json_errors(enabled: bool) -> Iterator[None]:
         if enabled:
             json_reporter(Event("error", str(exc), {"problem": exc.problem, "fix": exc.fix}))
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if enabled:
             data = {"problem": "interrupted", "fix": "run it again"}
-            json_reporter(Event("error", _INTERRUPTED, data))
+            json_reporter(Event("error", _interrupted(exc), data))
         raise
 
 
@@ -750,8 +757,8 @@ def run_guarded(fn: Callable[[], Any]) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except (KeyboardInterrupt, click.Abort):
-        click.echo(f"nbs2i: {_INTERRUPTED}", err=True)
+    except (KeyboardInterrupt, click.Abort) as exc:
+        click.echo(f"nbs2i: {printable(_interrupted(exc))}", err=True)
         return 130
     except SystemExit as exc:
         return _exit_code(exc.code, failure=1)

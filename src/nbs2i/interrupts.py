@@ -26,6 +26,15 @@ SIGNALS: tuple[signal.Signals, ...] = tuple(
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, once the clean-up it caused is done: `message` says what
+    that clean-up did (what was removed, what could not be)."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(signal_name)
+        self.message = message
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 

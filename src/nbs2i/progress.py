@@ -9,12 +9,20 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 # How many chunks of a stream may wait between its reader and `bounded`.
 _PENDING_CHUNKS = 16
+# What of a container's output reaches the user (`shown_lines`): each line cut
+# at LINE_BYTES, at most SHOWN_LINES lines and SHOWN_BYTES bytes; what comes
+# after is read and dropped, but for its last TAIL_BYTES.
+LINE_BYTES = 4096
+SHOWN_LINES = 20_000
+SHOWN_BYTES = 4 << 20
+TAIL_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,44 @@ def lines(chunks: Iterable[bytes], limit: int | None = None) -> Iterator[str]:
             cut, pending = True, b""
     if pending and not cut:
         yield _decoded(pending)
+
+
+def shown_lines(
+    chunks: Iterable[bytes],
+    show: Callable[[str], None],
+    truncated: Callable[[], None],
+    *,
+    tail: int,
+) -> list[str]:
+    """Hand each line of a container's output to `show` (cut at LINE_BYTES),
+    until SHOWN_LINES lines or SHOWN_BYTES bytes were shown; then call
+    `truncated` once and read the rest to its end without showing it, so that
+    the container never waits on nbs2i. Memory stays flat whatever the
+    output. The last `tail` lines read, for a failure's message."""
+    stream = iter(chunks)
+    last: deque[str] = deque(maxlen=tail)
+    count = size = 0
+    for line in lines(stream, LINE_BYTES):
+        last.append(line)
+        show(line)
+        count, size = count + 1, size + len(line) + 1
+        if count >= SHOWN_LINES or size >= SHOWN_BYTES:
+            break
+    else:
+        return list(last)
+    truncated()
+    rest = bytearray()
+    for chunk in stream:
+        rest += chunk
+        if len(rest) > 2 * TAIL_BYTES:
+            del rest[:-TAIL_BYTES]
+    if not rest:
+        return list(last)
+    # The first line of what was kept may be a part of one; the last ends it.
+    kept = bytes(rest[-TAIL_BYTES:]).split(b"\n")[1:]
+    if kept and not kept[-1]:
+        kept.pop()
+    return [_decoded(line[:LINE_BYTES]) for line in kept[-tail:]]
 
 
 def _decoded(line: bytes) -> str:

@@ -234,7 +234,7 @@ NEVER = "no"
 @dataclass(frozen=True)
 class EnvRule:
     """One row of `ENV_RULES`: names (a trailing `*` makes a prefix), what a build
-    does with them, what the image's run script does when an image's ENV carries
+    does with them, what the image does at start when an image's ENV carries
     one anyway (upstream s2i writes `.s2i/environment` into ENV unchecked), when
     `nbs2i verify` flags one in an image's ENV, and why."""
 
@@ -267,19 +267,24 @@ ENV_RULES: tuple[EnvRule, ...] = (
         "course's choosing",
     ),
     EnvRule(
+        ("JUPYTER_CONFIG_DIR",),
+        REFUSED,
+        "set to the image's empty, read-only /etc/nbs2i/jupyter",
+        ALWAYS,
+        "where the server reads its configuration, Python that runs inside it: one "
+        "`c.ServerApp.token = ''` switches authentication off",
+    ),
+    EnvRule(
         (
-            "JUPYTER_CONFIG_DIR",
             "JUPYTER_CONFIG_PATH",
             "JUPYTER_NO_CONFIG",
             "JUPYTER_PREFER_ENV_PATH",
             "JUPYTER_PLATFORM_DIRS",
         ),
         REFUSED,
-        "dropped before the server starts (JUPYTER_CONFIG_DIR kept when the platform "
-        "set-up chose it, under /tmp/.nbs2i)",
+        "dropped when the container starts",
         ALWAYS,
-        "where the server reads its configuration, Python that runs inside it: one "
-        "`c.ServerApp.token = ''` switches authentication off",
+        "they add or swap directories of the server's configuration search path",
     ),
     EnvRule(
         (
@@ -288,25 +293,25 @@ ENV_RULES: tuple[EnvRule, ...] = (
             "JUPYTER_GATEWAY_*",
         ),
         REFUSED,
-        "dropped before the server starts",
+        "dropped when the container starts",
         ALWAYS,
         "authentication off, kernel keys readable by anyone, or every kernel run by a "
         "gateway of the course's choosing",
     ),
     EnvRule(
-        ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR"),
+        ("JUPYTER_PATH",),
         REFUSED,
-        "set to the image's (JUPYTER_RUNTIME_DIR kept under /tmp/.nbs2i)",
+        "set to the image's kernelspec directory",
         PATHS,
-        "where the server finds kernelspecs and keeps the notebook-trust secret: a planted "
-        "one runs the course's JavaScript when a notebook opens",
+        "where the server finds kernelspecs: a planted one runs the course's command as the kernel",
     ),
     EnvRule(
-        ("JUPYTER_DATA_DIR", "JUPYTERLAB_*", "XDG_DATA_HOME"),
+        ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_*", "XDG_DATA_HOME"),
         REFUSED,
-        "dropped before the server starts (JUPYTER_DATA_DIR kept under /tmp/.nbs2i)",
+        "dropped when the container starts (the platform set-up sets its own)",
         PATHS,
-        "where the server finds the JavaScript it serves: an extension reads the token",
+        "where the server finds the JavaScript it serves and keeps the notebook-trust "
+        "secret and its runtime files: an extension reads the token",
     ),
     EnvRule(
         ("JUPYTER_IMAGE", "JUPYTER_IMAGE_SPEC"),
@@ -325,9 +330,17 @@ ENV_RULES: tuple[EnvRule, ...] = (
     EnvRule(
         ("JUPYTER_*",),
         REFUSED,
-        "dropped before the server starts",
+        "dropped when the container starts",
         NEVER,
         "the server's settings; a course's notebooks have no use for them",
+    ),
+    EnvRule(
+        ("NBS2I_COURSE_UPDATES",),
+        ALLOWED,
+        "used: `off` seeds the workspace as images before course updates did (what is "
+        "missing is copied, nothing is replaced)",
+        NEVER,
+        "the teacher's choice of how a new image's course reaches students who started",
     ),
     EnvRule(
         ("HOME", "ENV", "BASH_ENV", "NOTEBOOK_DIR", "NBS2I_*"),

@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from nbs2i.engine import (
@@ -30,7 +30,7 @@ from nbs2i.engine import (
     ImageSummary,
     VolumeInfo,
 )
-from nbs2i.errors import EngineError, NotFound
+from nbs2i.errors import EngineError, Nbs2iError, NotFound
 
 
 @dataclass
@@ -48,6 +48,11 @@ class FakeEngine:
     paths: dict[str, str] = field(default_factory=dict)  # path_kind answers ("dir" else)
     exit_code: int = 0  # what every container exits with
     output: bytes = b"working\n"
+    # What attach streams, when set (else `output` in one chunk); streams
+    # attached and not yet closed.
+    stream: Callable[[], Iterable[bytes]] | None = None
+    attached_open: int = 0
+    fail_with: type[Nbs2iError] = EngineError  # what `fail_at` raises
     push_digest: str = ""  # what a push answers ("": a digest of the reference)
     where: str = "fake://engine"
     _counter: int = 0
@@ -58,7 +63,7 @@ class FakeEngine:
         self.calls.append(name)
         count = sum(1 for c in self.calls if c == name)
         if self.fail_at in (name, f"{name}#{count}"):
-            raise EngineError(f"{self.failure} in {name}")
+            raise self.fail_with(f"{self.failure} in {name}")
 
     def _new_id(self, kind: str) -> str:
         self._counter += 1
@@ -176,7 +181,15 @@ class FakeEngine:
 
     def attach(self, container: str, *, stderr: bool = True) -> Iterator[bytes]:
         self._call("attach")  # attached now, before the container starts
-        return iter([self.output])
+        return self._attached(self.stream() if self.stream else [self.output])
+
+    def _attached(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        self.attached_open += 1
+        try:
+            yield from chunks
+        finally:
+            self.attached_open -= 1
+            self.calls.append("attach closed")
 
     def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None:
         self._call("put_archive")

@@ -8,12 +8,17 @@ there before.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbs2i.engine import Docker
 from tests.support import docker_api
+from tests.support.cli import Result
 from tests.support.session import SESSION_FILTER
 
 # Temp directories nbs2i creates (clones of sources, build contexts).
@@ -64,3 +69,33 @@ def assert_nothing_left(
 ) -> None:
     left = find(engine, selector, temp_before)
     assert left.empty, f"left behind: {left}"
+
+
+# `nbs2i prune` as a user runs it, removing only the containers and volumes
+# named in NBS2I_TEST_PRUNE_ONLY and the temp directories of its TMPDIR (a
+# shared engine holds other runs' leftovers, some left there on purpose by
+# other tests), never a cache.
+_PRUNE_ONLY = (
+    "import os, sys\n"
+    "from nbs2i import cli, prune\n"
+    "names = set(os.environ['NBS2I_TEST_PRUNE_ONLY'].split('\\n'))\n"
+    "orphans = prune.find_orphans  # renamed? fail here, never fall back to all\n"
+    "prune.find = lambda engine, temp_root=None: [\n"
+    "    i for i in orphans(engine, temp_root) if i.kind == 'directory' or i.name in names\n"
+    "]\n"
+    "sys.argv = ['nbs2i', 'prune', *sys.argv[1:]]\n"
+    "cli.main()\n"
+)
+
+
+def prune_only(names: Iterable[str], env: Mapping[str, str]) -> Result:
+    """`nbs2i prune` (in the environment `env`: its TMPDIR) limited to `names`."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PRUNE_ONLY],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "NBS2I_TEST_PRUNE_ONLY": "\n".join(names)},
+        timeout=120,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)

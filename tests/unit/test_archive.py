@@ -311,10 +311,10 @@ def test_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     if os.geteuid() == 0:  # root reads any file: make the kernel's refusal happen anyway
         real_open = os.open
 
-        def refusing_open(path, flags, *args):  # type: ignore[no-untyped-def]
+        def refusing_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
             if str(path).endswith("secret"):
                 raise PermissionError(13, "Permission denied")
-            return real_open(path, flags, *args)
+            return real_open(path, flags, *args, **kwargs)
 
         monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(SourceError) as err:

@@ -11,6 +11,7 @@ import pytest
 from nbs2i import labels
 from nbs2i.builder import shipped_assemble_digest
 from nbs2i.building import build
+from nbs2i.building.assemble import GUARD_SCRIPT
 from nbs2i.building.request import BuildRequest, Injection
 from nbs2i.engine import ImageConfig
 from nbs2i.errors import BuildError, EngineError
@@ -207,7 +208,9 @@ def test_an_inject_into_a_directory_of_the_builder_is_linked_in(
     assemble = engine.created[-1]
     targets = {m.target for m in assemble.mounts}
     assert targets == {"/run/nbs2i/inject/0", "/run/new"}
-    assert "links add /run/nbs2i/inject/0 /opt/app-root/venv" in assemble.command[2]
+    assert assemble.command is not None and assemble.stdin
+    assert assemble.command[:3] == ("/bin/sh", "-c", GUARD_SCRIPT)
+    assert "links add /run/nbs2i/inject/0 /opt/app-root/venv" in assemble.command[5]
 
 
 def test_a_build_waits_for_another_that_holds_the_tag(

@@ -212,8 +212,9 @@ def test_what_kernels_may_use_stays_possible(name: str) -> None:
 
 
 def server_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
-    """The environment the run script hands the server (s2i/bin/server-env run
-    by the system's sh), and what it said."""
+    """What of an image's environment the container's processes get
+    (s2i/bin/server-env run by the system's sh, as the profile runs it at a
+    start), and what it said."""
     script = f". {S2I_BIN / 'server-env'} && nbs2i_server_env && env -0"
     done = subprocess.run(
         ["/bin/sh", "-c", script],
@@ -242,23 +243,28 @@ def test_the_run_script_applies_the_table_to_any_image() -> None:
             elif rule.run.startswith("dropped"):
                 assert name not in left and name in said, name
             elif rule.run.startswith("set to"):
-                assert left[name].startswith(("/opt/app-root/share/", "/tmp/.nbs2i/")), name
+                assert left[name].startswith(("/opt/app-root/share/", "/etc/nbs2i/")), name
     assert said.count("\n") == 1 and said.startswith("nbs2i: warning: ignoring ")
 
 
-def test_the_platform_set_ups_own_directories_are_kept() -> None:
+def test_the_images_own_directories_are_kept_quietly() -> None:
     own = {
-        "JUPYTER_CONFIG_DIR": "/tmp/.nbs2i/jupyter-config-5",
-        "JUPYTER_DATA_DIR": "/tmp/.nbs2i/jupyter-data-5",
-        "JUPYTER_RUNTIME_DIR": "/tmp/.nbs2i/runtime-5",
+        "JUPYTER_CONFIG_DIR": "/etc/nbs2i/jupyter",
         "JUPYTER_PATH": "/opt/app-root/share/jupyter",
     }
     left, said = server_env(own)
     assert {k: left[k] for k in own} == own and not said
-    # Out of them by "..": not theirs.
-    escaped = {"JUPYTER_CONFIG_DIR": "/tmp/.nbs2i/../../opt/app-root/src/conf"}
-    left, said = server_env(escaped)
-    assert "JUPYTER_CONFIG_DIR" not in left and "JUPYTER_CONFIG_DIR" in said
+    # Anything else for them, or for the set-up's own directories, is not the
+    # image's: the profile sets those after this.
+    planted = {
+        "JUPYTER_CONFIG_DIR": "/etc/nbs2i/jupyter/../../../opt/app-root/src/conf",
+        "JUPYTER_DATA_DIR": "/tmp/.nbs2i/jupyter-data-5",
+        "JUPYTER_RUNTIME_DIR": "/tmp/.nbs2i/runtime-5",
+    }
+    left, said = server_env(planted)
+    assert left["JUPYTER_CONFIG_DIR"] == "/etc/nbs2i/jupyter"
+    assert "JUPYTER_DATA_DIR" not in left and "JUPYTER_RUNTIME_DIR" not in left
+    assert all(name in said for name in planted)
 
 
 def test_a_value_cannot_pose_as_a_name() -> None:
@@ -270,7 +276,7 @@ def test_a_value_cannot_pose_as_a_name() -> None:
 
 def test_the_readme_holds_the_same_table() -> None:
     head = (
-        "| names | `nbs2i build` | in an image's ENV, the run script "
+        "| names | `nbs2i build` | in an image's ENV, at start "
         "| `nbs2i verify` fails it | why |\n| --- | --- | --- | --- | --- |\n"
     )
     table = head + "".join(

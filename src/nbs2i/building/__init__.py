@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import replace
 
-from nbs2i import registry
+from nbs2i import interrupts, registry
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.building import assemble, deps, layer, plan, request, tagging
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
@@ -85,8 +85,40 @@ def build(engine: Docker, req: BuildRequest, reporter: Reporter = silent) -> Bui
         leftovers = Leftovers(engine)
         try:
             return _execute(engine, the_plan, source, leftovers, reporter, started)
+        except KeyboardInterrupt as stop:
+            name = str(stop) or "SIGINT"
+            raise interrupts.Interrupted(name, _clean_up(leftovers, name)) from None
         finally:
-            leftovers.remove_all()
+            leftovers.remove_all()  # nothing left to do after an interrupt
+
+
+def _clean_up(leftovers: Leftovers, signal_name: str) -> str:
+    """Remove what the build made, after a stop signal (a second one waits);
+    the line that says what was removed and what could not be."""
+    made = [
+        *(["container"] * len(leftovers.containers)),
+        *(["volume"] * len(leftovers.volumes)),
+    ]
+    left: list[str] = []
+    with suppress(KeyboardInterrupt), interrupts.deferred():
+        left = leftovers.remove_all()
+    done = f"interrupted ({signal_name})"
+    if not left:
+        removed = f" ({_counted(made)})" if made else ""
+        return f"{done}; everything this run started was removed{removed}"
+    for item in left:
+        made.remove(item.split()[0])
+    removed = f"removed {_counted(made)}, but " if made else ""
+    return (
+        f"{done}; {removed}could not remove {', '.join(left)}: `nbs2i prune` removes what is left"
+    )
+
+
+def _counted(kinds: list[str]) -> str:
+    """["container", "volume", "volume"] -> "1 container and 2 volumes"."""
+    counts = {kind: kinds.count(kind) for kind in kinds}
+    parts = [f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items()]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
 def read_source(req: BuildRequest, source: Source, builder_labels: Mapping[str, str]) -> Facts:

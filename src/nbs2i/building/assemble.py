@@ -25,8 +25,7 @@ Every container and volume made here is registered with the caller's
 from __future__ import annotations
 
 import shlex
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from nbs2i import ca, interrupts, labels
@@ -36,7 +35,7 @@ from nbs2i.building.request import Injection
 from nbs2i.cleanup import Leftovers
 from nbs2i.engine import ContainerSpec, Docker, Mount
 from nbs2i.errors import BuildError, Nbs2iError
-from nbs2i.progress import Event, Reporter, bounded, lines
+from nbs2i.progress import SHOWN_BYTES, SHOWN_LINES, Event, Reporter, bounded, shown_lines
 from nbs2i.prune import owned_name
 from nbs2i.source import Source
 
@@ -92,6 +91,19 @@ find / -xdev -perm /6000 \\( -type f -o -type d \\) -exec chmod ug-s {} +
 # the steps.
 ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 APT_COMMAND = ("/usr/bin/env", "-i", f"PATH={ROOT_PATH}", "/bin/sh", "-c", APT_SCRIPT, "apt.txt")
+# PID 1 of every container that runs a repository's or an image's code: runs
+# the command ("$0" "$@") with stdin closed, and ends the container, every
+# process in it, once its own stdin closes. The engine closes that stdin when
+# nbs2i's attach connection ends, which the kernel does for a killed nbs2i
+# too (SIGKILL, out of memory): nothing it started goes on writing.
+GUARD_SCRIPT = """exec 3<&0 </dev/null
+trap 'exit 143' TERM
+"$0" "$@" 3<&- &
+child=$!
+{ while read -r _; do :; done <&3; kill -TERM $$; } &
+exec 3<&-
+wait "$child"
+"""
 
 
 class Containers:
@@ -118,7 +130,8 @@ class Containers:
         env = {**(self.mount_env if mounts else {}), **(build_env or {})}
         spec = ContainerSpec(
             image=image,
-            command=tuple(_command(script, env, self.links if mounts else ())),
+            command=guarded(_command(script, env, self.links if mounts else ())),
+            stdin=True,
             entrypoint=(),
             user=user or self.plan.user,
             env=dict(self.plan.env),
@@ -188,17 +201,24 @@ class Containers:
         return {**dict(self.plan.request.container_labels), labels.ROLE: role}
 
     def run(self, cid: str, path: str, reporter: Reporter, what: str) -> None:
-        """Start, stream the output as "output" events, wait; BuildError with the last
-        lines on failure. A missing script is named as such (checked only then: the
-        check costs a round trip that a good build does not need)."""
+        """Start, stream the output as "output" events (bounded: `shown_lines`),
+        wait; BuildError with the last lines on failure. A missing script is named
+        as such (checked only then: the check costs a round trip that a good build
+        does not need). Whatever happens, the attach connection is closed on the
+        way out, and with it the container's stdin: its guard ends it."""
         engine = self.engine
         out = engine.attach(cid)  # attached before start: no line is missed
-        engine.start(cid)
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        for line in lines(out):
-            tail.append(line)
-            reporter(Event("output", line, {"phase": what}))
-        code = engine.wait(cid)
+        try:
+            engine.start(cid)
+            tail = shown_lines(
+                out,
+                lambda line: reporter(Event("output", line, {"phase": what})),
+                lambda: reporter(Event("warning", _truncated(what))),
+                tail=TAIL_LINES,
+            )
+            code = engine.wait(cid)
+        finally:
+            close(out)
         if code == 0:
             return
         if not engine.path_kind(cid, path):
@@ -224,6 +244,25 @@ class Containers:
             stream = files_tar([TarFile(name, path=inj.src, mode=0o640)], uid=uid)
         self.engine.put_archive(cid, "/inject", stream)
         self.leftovers.drop(cid)
+
+
+def _truncated(what: str) -> str:
+    return (
+        f"{what} printed more than {SHOWN_LINES} lines or {SHOWN_BYTES >> 20} MiB: output "
+        "truncated; the rest is read but not shown (its last lines are, should it fail)"
+    )
+
+
+def guarded(command: Sequence[str]) -> tuple[str, ...]:
+    """The command under GUARD_SCRIPT; its container needs `stdin` (ContainerSpec)."""
+    return ("/bin/sh", "-c", GUARD_SCRIPT, *command)
+
+
+def close(stream: Iterator[bytes]) -> None:
+    """Close an engine stream (a generator) now, not when it is collected."""
+    closing = getattr(stream, "close", None)
+    if closing is not None:
+        closing()
 
 
 def _command(
@@ -258,7 +297,8 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
     reporter(Event("step", f"Installing Debian packages {' '.join(deps.apt.packages)}"))
     spec = ContainerSpec(
         image=plan.builder,
-        command=(*APT_COMMAND, *deps.apt.packages),
+        command=guarded((*APT_COMMAND, *deps.apt.packages)),
+        stdin=True,
         entrypoint=(),
         user="0:0",
         labels=containers.labels_for(labels.ROLE_DEPS),
@@ -344,6 +384,7 @@ def restore_artifacts(containers: Containers, previous: str, cid: str, reporter:
     dest = plan.scripts.destination
     reporter(Event("step", "Saving artifacts from the previous image"))
     scid = ""
+    out: Iterator[bytes] = iter(())
     try:
         scid = containers.create(previous, save.path, labels.ROLE_SAVE_ARTIFACTS, mounts=False)
         if save.content is not None:
@@ -362,6 +403,7 @@ def restore_artifacts(containers: Containers, previous: str, cid: str, reporter:
         reporter(Event("warning", f"--incremental: {exc.problem}; building clean"))
         return False
     finally:
+        close(out)
         if scid:
             containers.leftovers.drop(scid)
     return True
@@ -384,7 +426,8 @@ def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -
     leftovers = Leftovers(engine)
     spec = ContainerSpec(
         image=image,
-        command=(usage.path,),
+        command=guarded((usage.path,)),
+        stdin=True,
         entrypoint=(),
         labels={**container_labels, labels.ROLE: labels.ROLE_USAGE},
         name=owned_name(labels.ROLE_USAGE),
@@ -392,6 +435,7 @@ def run_usage(engine: Docker, image: str, container_labels: Mapping[str, str]) -
     )
     try:
         cid = leftovers.container(engine.create_container(spec))
+        # Read by `bounded`'s thread; removing the container ends it.
         out = engine.attach(cid)
         engine.start(cid)
         read = bounded(out, seconds=USAGE_SECONDS, limit=USAGE_BYTES)

@@ -21,6 +21,7 @@ runs, never pay for it.
 from nbs2i.engine.client import Engine
 from nbs2i.engine.protocol import Docker
 from nbs2i.engine.types import (
+    LOG_LIMIT,
     BuildEvent,
     BuildSpec,
     ContainerInfo,
@@ -39,6 +40,7 @@ from nbs2i.engine.types import (
 )
 
 __all__ = [
+    "LOG_LIMIT",
     "BuildEvent",
     "BuildSpec",
     "ContainerInfo",

@@ -204,13 +204,28 @@ class Engine:
         """Raw output of a container, attached before it starts so nothing is missed.
 
         stdout alone (stderr=False) carries binary data intact (a tar from
-        save-artifacts): the json-file log driver would mangle it.
+        save-artifacts): the json-file log driver would mangle it. The same
+        connection is the container's stdin when it was created with `stdin`.
+        Closing the iterator closes the connection at once: the engine stops
+        writing into it, and closes that stdin.
         """
-        return self._guard(
-            self._call(
-                self._api.attach, container, stream=True, logs=True, stdout=True, stderr=stderr
+        # docker-py's own attach, with stdin; its helpers for that are not in
+        # the type stubs.
+        api: Any = self._api
+        from docker.types.daemon import CancellableStream
+
+        def open_stream() -> Any:
+            # docker-py's attach, with stdin: the engine ignores it for a
+            # container without an open stdin.
+            response = api._post(
+                api._url("/containers/{0}/attach", container),
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                params={"stdin": 1, "stdout": 1, "stderr": int(stderr), "stream": 1, "logs": 1},
+                stream=True,
             )
-        )
+            return CancellableStream(api._read_from_socket(response, True, tty=False), response)
+
+        return self._guard(self._call(open_stream))
 
     def put_archive(self, container: str, path: str, data: bytes | Iterable[bytes]) -> None:
         """Unpack a tar (bytes, or an iterable streamed chunk by chunk) at path.
@@ -349,11 +364,18 @@ class Engine:
             yield _as_object(event)
 
     def _guard(self, stream: Iterable[T]) -> Iterator[T]:
-        """Translate errors raised while a stream is being read."""
+        """Translate errors raised while a stream is being read; close the stream
+        (its connection) when reading ends, however it ends: an interrupt must
+        not leave the engine writing into a connection no one reads."""
         try:
             yield from stream
         except engine_exceptions() as exc:
             raise translate(exc, self.where) from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                with contextlib.suppress(OSError, *engine_exceptions()):
+                    close()
 
 
 def _as_object(value: object) -> Json:
@@ -397,7 +419,16 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "security_opt": list(spec.security_opt) or None,
         "port_bindings": bindings or None,
         "network_mode": spec.network or None,
+        "log_config": _log_config(spec.log_limit),
     }
+
+
+def _log_config(limit: int) -> dict[str, Any] | None:
+    """json-file with one file of at most `limit` bytes; Docker and Podman
+    (k8s-file) both take max-size."""
+    if not limit:
+        return None
+    return {"type": "json-file", "config": {"max-size": str(limit)}}
 
 
 def _create_args(spec: ContainerSpec) -> dict[str, Any]:
@@ -415,5 +446,7 @@ def _create_args(spec: ContainerSpec) -> dict[str, Any]:
         "working_dir": spec.working_dir or None,
         "ports": [p.container_port for p in spec.ports] or None,
         "network_disabled": spec.network == "none",
-        "detach": True,
+        # docker-py sets StdinOnce only for a container it does not detach.
+        "stdin_open": spec.stdin,
+        "detach": not spec.stdin,
     }

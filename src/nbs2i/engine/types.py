@@ -55,6 +55,10 @@ class PortBinding:
     host_port: int = 0
 
 
+# What the engine keeps of a container's output, at most (see ContainerSpec).
+LOG_LIMIT = 10 << 20
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """Everything a container is created with."""
@@ -74,6 +78,13 @@ class ContainerSpec:
     security_opt: tuple[str, ...] = ()
     ports: tuple[PortBinding, ...] = ()
     network: str = ""  # "" the engine's default; "none" no network at all
+    # The most bytes of output the engine keeps for the container (json-file,
+    # one file; 0: the engine's own default). nbs2i reads output through attach,
+    # so a container that floods its output cannot fill the engine's disk.
+    log_limit: int = LOG_LIMIT
+    # Stdin open, and closed by the engine when the attach that holds it ends
+    # (StdinOnce): the command can tell that nbs2i is gone, even killed.
+    stdin: bool = False
 
 
 @dataclass(frozen=True)

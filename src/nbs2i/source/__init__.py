@@ -151,6 +151,8 @@ def _local_source(location: str, ref: str, context: str) -> Source:
             f"source {location} is not a directory",
             "give the directory that holds the notebooks, or a Git URL",
         )
+    # Resolved once, here (a directory given through a link is the user's
+    # choice): from now on the root is opened without following a link.
     path = path.resolve()
     if ref:
         raise SourceError(
@@ -207,7 +209,9 @@ def _cloned(url: str, ref: str, context: str) -> Iterator[Source]:
     except ImportError:
         raise git_missing() from None
     creds = split_credentials(url)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{CLONE_PREFIX}{os.getpid()}-"))
+    # Resolved once, here: the source's root is opened later without following
+    # a link on its path (a TMPDIR reached through a link is the user's choice).
+    tmp = Path(tempfile.mkdtemp(prefix=f"{CLONE_PREFIX}{os.getpid()}-")).resolve()
     try:
         # A subdirectory, so the source root has normal permissions (mkdtemp makes 0700).
         repo_dir = tmp / "repo"

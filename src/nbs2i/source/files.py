@@ -4,15 +4,19 @@
 build (ignore rules, environment, scripts, dependency files): never through a
 link that leaves the source, never a special file (a FIFO would hang the
 build, /dev/zero would never end), never more than a bounded number of bytes.
+The path is followed through directory descriptors (`dirfd`), so a directory
+swapped for a symlink meanwhile cannot lead the read out of the source.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 from nbs2i.errors import SourceError
+from nbs2i.source.dirfd import FILE_FLAGS, LinkLoop, Outside, beneath, changed, open_path, open_root
 
 # Bytes nbs2i reads at most from a file that steers the build.
 CONTROL_FILE_LIMIT = 1 << 20
@@ -21,36 +25,68 @@ CONTROL_FILE_LIMIT = 1 << 20
 def read_control_file(root: Path, rel: str, *, limit: int = CONTROL_FILE_LIMIT) -> bytes | None:
     """The bytes of a small regular file of the source; None when there is none.
 
-    Refuses (SourceError naming the file) a path that resolves outside the
-    source, anything but a regular file, and more than `limit` bytes. Opened
-    non-blocking and without following a final link swapped in meanwhile.
+    Refuses (SourceError naming the file) a path that leads outside the
+    source, anything but a regular file, and more than `limit` bytes. Links
+    inside the source are followed; `root` is opened as `dirfd.open_root` says.
     """
-    path = Path(root) / rel
+    root_fd = open_root(root)
     try:
-        path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return read_control_file_at(root_fd, rel, limit=limit)
+    finally:
+        os.close(root_fd)
+
+
+def read_control_file_at(
+    root_fd: int, rel: str, *, limit: int = CONTROL_FILE_LIMIT
+) -> bytes | None:
+    """`read_control_file` under a root already open."""
+    try:
+        with beneath((root_fd,), rel) as place:
+            if place is None:
+                return None
+            return _read_at(place[0], place[1], rel, limit)
+    except Outside:
         raise SourceError(
             f"{rel} links outside the source",
             f"replace the link with the file itself or remove {rel}",
-        )
-    return read_regular_file(real, rel, limit=limit)
+        ) from None
+    except LinkLoop:
+        raise SourceError(
+            f"{rel} goes through too many symlinks", f"replace the links with the file {rel}"
+        ) from None
 
 
 def read_regular_file(
     path: str | Path, shown: str, *, limit: int = CONTROL_FILE_LIMIT
 ) -> bytes | None:
-    """At most `limit` bytes of a regular file; None when it does not exist.
-    Non-blocking open and a type check first: a FIFO or a device is refused,
-    never read."""
+    """At most `limit` bytes of a regular file of this machine that the user
+    named; None when it does not exist. `path` is resolved by the caller, and
+    opened without following a link from there on. Non-blocking open and a
+    type check first: a FIFO or a device is refused, never read."""
+    folder, name = os.path.split(os.path.abspath(path))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        dir_fd = open_path(folder)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        raise SourceError(
+            f"cannot read {shown}: {exc.strerror}", f"make {shown} a readable file"
+        ) from None
+    try:
+        return _read_at(dir_fd, name, shown, limit)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_at(dir_fd: int, name: str, shown: str, limit: int) -> bytes | None:
+    """At most `limit` bytes of the regular file `name` in `dir_fd`."""
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise changed(shown) from None
         raise SourceError(
             f"cannot read {shown}: {exc.strerror}", f"make {shown} a readable file"
         ) from None
@@ -59,12 +95,7 @@ def read_regular_file(
             raise SourceError(
                 f"{shown} is not a regular file", f"make {shown} a plain file or remove it"
             )
-        data = b""
-        while len(data) <= limit:
-            block = os.read(fd, limit + 1 - len(data))
-            if not block:
-                break
-            data += block
+        data = _read_up_to(fd, limit + 1)
     finally:
         os.close(fd)
     if len(data) > limit:
@@ -72,4 +103,14 @@ def read_regular_file(
             f"{shown} is larger than {limit // 1024} KiB",
             f"keep {shown} small: nbs2i reads at most that",
         )
+    return data
+
+
+def _read_up_to(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        block = os.read(fd, size - len(data))
+        if not block:
+            break
+        data += block
     return data
