@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_TAG ?= nbs2i-demo/sample-notebooks:latest
 
-.PHONY: demo test venv engine base-image browser registry openshift-schema hub-tools lint unit bench clean
+.PHONY: demo test test-engines venv engine base-image browser registry openshift-schema hub-tools lint unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,11 @@ unit: venv openshift-schema
 
 test: venv base-image browser registry openshift-schema hub-tools lint
 	$(BIN)/pytest
+
+# The tests marked `matrix` on sid's Docker with the containerd image store and on
+# podman, which scripts/engines starts and stops (scripts/test-engines).
+test-engines: venv base-image
+	bash scripts/test-engines
 
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)

@@ -14,6 +14,8 @@ from nbs2i.errors import EngineError, NotFound
 from tests.support.session import LABELS, SESSION_FILTER
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 
 def test_connects_and_negotiates(engine: Engine) -> None:
     server = engine.server_version()

@@ -1,0 +1,90 @@
+"""Which engine this test run is on.
+
+The default run uses the engine at DOCKER_HOST (the host's Docker). A run on
+another engine that `scripts/engines` started says which in NBS2I_TEST_ENGINE,
+with that engine's DOCKER_HOST (`eval "$(scripts/engines env KIND)"`); only the
+tests marked `matrix` run there (`make test-engines`). The session checks that
+the engine answering is of the kind asked for, and, for an engine whose
+published ports live in a network namespace of its own, that the test process
+runs inside it (`nsenter -t $NBS2I_ENGINE_NETNS_PID -n`): a test that probes
+127.0.0.1 would otherwise knock on the host's ports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+HOST = "docker"
+CONTAINERD_STORE = "docker-containerd"
+PODMAN = "podman"
+KINDS = (HOST, CONTAINERD_STORE, PODMAN)
+KIND_VARIABLE = "NBS2I_TEST_ENGINE"
+NETNS_VARIABLE = "NBS2I_ENGINE_NETNS_PID"
+# How /info names the containerd image store among the storage driver's details.
+_SNAPSHOTTER = ("driver-type", "io.containerd.snapshotter.v1")
+
+
+def requested() -> str:
+    """The engine kind this run is for (the host's Docker unless told)."""
+    return os.environ.get(KIND_VARIABLE, "") or HOST
+
+
+def on_host_engine() -> bool:
+    return requested() == HOST
+
+
+def kind_of(version: Mapping[str, Any], info: Mapping[str, Any]) -> str:
+    """The kind of engine that answered /version and /info."""
+    components = {str(c.get("Name")) for c in version.get("Components") or ()}
+    if "Podman Engine" in components:
+        return PODMAN
+    status = {tuple(pair) for pair in info.get("DriverStatus") or ()}
+    return CONTAINERD_STORE if _SNAPSHOTTER in status else HOST
+
+
+def answering() -> tuple[str, str]:
+    """(kind, version) of the engine at DOCKER_HOST."""
+    import docker
+
+    client = docker.from_env(version="auto", timeout=30)
+    try:
+        version = client.api.version()
+        return kind_of(version, client.api.info()), str(version.get("Version") or "")
+    finally:
+        client.close()
+
+
+def setup_problem() -> str:
+    """"" when the engine answering is the one this run is for, and ports it
+    publishes on 127.0.0.1 reach this process; else what is wrong, in one line."""
+    wanted = requested()
+    if wanted not in KINDS:
+        return f"{KIND_VARIABLE}={wanted} is not one of {', '.join(KINDS)}"
+    kind, version = answering()
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    if kind != wanted:
+        return (
+            f"{KIND_VARIABLE}={wanted}, but {where} answers {kind} {version}: "
+            f'eval "$(scripts/engines env {wanted})"'
+        )
+    if wanted == CONTAINERD_STORE:
+        return _netns_problem()
+    return ""
+
+
+def _netns_problem() -> str:
+    pid = os.environ.get(NETNS_VARIABLE, "")
+    if not pid.isdigit():
+        return f"{NETNS_VARIABLE} is not set: eval \"$(scripts/engines env {CONTAINERD_STORE})\""
+    try:
+        theirs = os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return f"{NETNS_VARIABLE}={pid} names no running process: is the engine still up?"
+    if os.readlink("/proc/self/ns/net") != theirs:
+        return (
+            f"the ports this engine publishes live in the network namespace of process {pid}: "
+            f"run the tests under `nsenter -t {pid} -n`"
+        )
+    return ""
