@@ -12,9 +12,16 @@ runs inside it (`nsenter -t $NBS2I_ENGINE_NETNS_PID -n`): a test that probes
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
-from collections.abc import Mapping
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from nbs2i.building.layer import ChunkReader
 
 HOST = "docker"
 CONTAINERD_STORE = "docker-containerd"
@@ -57,7 +64,7 @@ def answering() -> tuple[str, str]:
 
 
 def setup_problem() -> str:
-    """"" when the engine answering is the one this run is for, and ports it
+    """ "" when the engine answering is the one this run is for, and ports it
     publishes on 127.0.0.1 reach this process; else what is wrong, in one line."""
     wanted = requested()
     if wanted not in KINDS:
@@ -77,7 +84,7 @@ def setup_problem() -> str:
 def _netns_problem() -> str:
     pid = os.environ.get(NETNS_VARIABLE, "")
     if not pid.isdigit():
-        return f"{NETNS_VARIABLE} is not set: eval \"$(scripts/engines env {CONTAINERD_STORE})\""
+        return f'{NETNS_VARIABLE} is not set: eval "$(scripts/engines env {CONTAINERD_STORE})"'
     try:
         theirs = os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
@@ -88,3 +95,46 @@ def _netns_problem() -> str:
             f"run the tests under `nsenter -t {pid} -n`"
         )
     return ""
+
+
+# The host's engine, which a run on another engine can still reach by its socket.
+HOST_ENGINE = os.environ.get("NBS2I_TEST_HOST_ENGINE", "") or "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a `docker save` of an image holds."""
+
+    config_digest: str  # the sha256 of the config file it holds
+    missing: tuple[str, ...]  # files its manifest.json names but it lacks
+
+
+def saved(stream: Iterator[bytes]) -> Saved:
+    """Read a `docker save` stream through (any engine's layout: the classic
+    store's, podman's, an OCI layout with a manifest.json)."""
+    names: set[str] = set()
+    small: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream)), mode="r|") as archive:
+        for member in archive:
+            names.add(member.name)
+            if member.isfile() and member.size <= 1 << 20:
+                handle = archive.extractfile(member)
+                assert handle is not None
+                small[member.name] = handle.read()
+    (entry,) = json.loads(small["manifest.json"])
+    config = small.get(entry["Config"], b"")
+    missing = tuple(p for p in (entry["Config"], *entry["Layers"]) if p not in names)
+    return Saved("sha256:" + hashlib.sha256(config).hexdigest(), missing)
+
+
+def remove_on_host(ref: str) -> None:
+    """Remove an image from the host's engine (a test's own, built there too)."""
+    import docker
+
+    client = docker.APIClient(base_url=HOST_ENGINE, version="auto", timeout=60)
+    try:
+        client.remove_image(ref, force=True)
+    except docker.errors.NotFound:
+        pass
+    finally:
+        client.close()
