@@ -41,8 +41,15 @@ def course(tmp_path: Path) -> Path:
 
 
 def test_the_written_layer_loads_repeats_and_saves_whole(
-    engine: Engine, builder_image: str, track: Tracker, course: Path
+    engine: Engine,
+    builder_image: str,
+    track: Tracker,
+    course: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A cache of its own: the first build learns what the engine keeps of the base.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = track.image(tag("written"))
     events = Events()
     first = build(engine, build_request(f"file://{course}", out, builder_image), events)

@@ -240,7 +240,12 @@ def write_image(engine: Docker, plan: BuildPlan, source: Source) -> str:
             # them (often compressed), or a later save or push of the image misses
             # them. Learnt once per base.
             first = loaded
-            loaded, _ = _load(engine, tag, config, stored_layers(engine, base), layer)
+            try:
+                loaded, _ = _load(engine, tag, config, stored_layers(engine, base), layer)
+            except LoadRefused:
+                with contextlib.suppress(EngineError):
+                    engine.remove_image(tag)  # the first one, whose save would miss layers
+                raise
             if first != loaded:
                 with contextlib.suppress(EngineError):
                     engine.remove_image(first)
