@@ -13,7 +13,6 @@ runs inside it (`nsenter -t $NBS2I_ENGINE_NETNS_PID -n`): a test that probes
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -21,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nbs2i.building.layer import ChunkReader
+from nbs2i.archive import readable
 
 HOST = "docker"
 CONTAINERD_STORE = "docker-containerd"
@@ -114,7 +113,7 @@ def saved(stream: Iterator[bytes]) -> Saved:
     store's, podman's, an OCI layout with a manifest.json)."""
     names: set[str] = set()
     small: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream)), mode="r|") as archive:
+    with tarfile.open(fileobj=readable(stream), mode="r|") as archive:
         for member in archive:
             names.add(member.name)
             if member.isfile() and member.size <= 1 << 20:

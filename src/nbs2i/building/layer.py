@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from nbs2i import labels
-from nbs2i.archive import CHUNK, TarFile, files_tar, tar_stream
+from nbs2i.archive import CHUNK, TarFile, files_tar, readable, tar_stream
 from nbs2i.building.plan import BuildPlan, LayerPlan
 from nbs2i.engine import Docker, HistoryEntry, ImageInfo
 from nbs2i.errors import EngineError
@@ -294,7 +293,7 @@ def saved_manifest(stream: Iterator[bytes], base: ImageInfo) -> bytes:
     """The manifest of `base` (for its platform, when its id names an index) in
     the OCI layout of a `docker save` stream."""
     blobs: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream)), mode="r|") as archive:
+    with tarfile.open(fileobj=readable(stream), mode="r|") as archive:
         for member in archive:
             if not (member.isfile() and member.name.startswith(BLOBS)):
                 continue
@@ -366,28 +365,6 @@ def _remember(base: ImageInfo, layers: Sequence[Descriptor]) -> None:
         partial = path.with_suffix(f".{os.getpid()}.partial")
         partial.write_bytes(_canonical({"layers": [d.to_json() for d in layers]}))
         os.replace(partial, path)
-
-
-class ChunkReader(io.RawIOBase):
-    """A file to read from an iterator of byte chunks (a streamed answer)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._rest = chunk
-        size = min(len(buffer), len(self._rest))
-        buffer[:size] = self._rest[:size]
-        self._rest = self._rest[size:]
-        return size
 
 
 def _digest(data: bytes) -> str:
