@@ -189,7 +189,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.engine)
     # On another engine than the host's, only what must pass on every engine
     # runs (tests/support/engines.py); the rest ran in the default run.
-    if not engines.on_host_engine():
+    if not engines.is_default_run():
         left = [item for item in items if item.get_closest_marker("matrix") is None]
         if left:
             config.hook.pytest_deselected(items=left)

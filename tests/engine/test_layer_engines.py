@@ -68,12 +68,12 @@ def test_the_written_layer_loads_repeats_and_saves_whole(
     whole = engines.saved(engine.export_image(out))
     assert whole.missing == (), f"docker save left out {whole.missing}"
     # The engine's id is the config's digest, or on the containerd store the manifest's.
-    if engines.requested() != engines.CONTAINERD_STORE:
+    if engines.current() != engines.CONTAINERD_STORE:
         assert whole.config_digest == first.image_id
     assert_nothing_left(engine)
 
 
-@pytest.mark.skipif(engines.on_host_engine(), reason="compares another engine with the host's")
+@pytest.mark.skipif(engines.is_default_run(), reason="compares another engine with the host's")
 def test_the_same_commit_gives_the_host_engines_config_digest(
     engine: Engine, builder_image: str, track: Tracker, course: Path
 ) -> None:

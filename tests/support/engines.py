@@ -1,6 +1,7 @@
 """Which engine this test run is on.
 
-The default run uses the engine at DOCKER_HOST (the host's Docker). A run on
+The default run uses the engine at DOCKER_HOST (the host's Docker) for every
+test. A run on
 another engine that `scripts/engines` started says which in NBS2I_TEST_ENGINE,
 with that engine's DOCKER_HOST (`eval "$(scripts/engines env KIND)"`); only the
 tests marked `matrix` run there (`make test-engines`). The session checks that
@@ -12,6 +13,7 @@ runs inside it (`nsenter -t $NBS2I_ENGINE_NETNS_PID -n`): a test that probes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,12 +35,19 @@ _SNAPSHOTTER = ("driver-type", "io.containerd.snapshotter.v1")
 
 
 def requested() -> str:
-    """The engine kind this run is for (the host's Docker unless told)."""
-    return os.environ.get(KIND_VARIABLE, "") or HOST
+    """The engine kind this run was started for; "" in the default run, which
+    runs everything on whatever engine answers."""
+    return os.environ.get(KIND_VARIABLE, "")
 
 
-def on_host_engine() -> bool:
-    return requested() == HOST
+def is_default_run() -> bool:
+    return not requested()
+
+
+@functools.cache
+def current() -> str:
+    """The kind of the engine at DOCKER_HOST."""
+    return answering()[0]
 
 
 def kind_of(version: Mapping[str, Any], info: Mapping[str, Any]) -> str:
@@ -66,6 +75,8 @@ def setup_problem() -> str:
     """ "" when the engine answering is the one this run is for, and ports it
     publishes on 127.0.0.1 reach this process; else what is wrong, in one line."""
     wanted = requested()
+    if not wanted:
+        return ""
     if wanted not in KINDS:
         return f"{KIND_VARIABLE}={wanted} is not one of {', '.join(KINDS)}"
     kind, version = answering()
