@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_TAG ?= nbs2i-demo/sample-notebooks:latest
 
-.PHONY: demo test venv engine base-image browser registry openshift-schema hub-tools lint unit bench clean
+.PHONY: demo test test-engines venv engine base-image browser registry openshift-schema hub-tools lint unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,11 @@ unit: venv
 # Everything, as CI runs it; the 20 slowest tests are listed at the end.
 test: venv base-image browser registry openshift-schema hub-tools lint
 	$(BIN)/pytest --durations=20
+
+# The tests marked `matrix` on sid's Docker with the containerd image store and on
+# podman, which scripts/engines starts and stops (scripts/test-engines).
+test-engines: venv base-image
+	bash scripts/test-engines
 
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)

@@ -20,7 +20,7 @@ import pytest
 
 from nbs2i.engine import Engine
 from nbs2i.errors import Nbs2iError
-from tests.support import docker_api
+from tests.support import docker_api, engines
 from tests.support.session import LABEL_PAIRS, SESSION_FILTER, tag
 from tests.support.tracker import Tracker
 
@@ -33,6 +33,10 @@ def engine() -> Iterator[Engine]:
         eng = Engine.connect()
     except Nbs2iError as exc:
         pytest.fail(f"engine tests need a Docker engine: {exc}", pytrace=False)
+    problem = engines.setup_problem()
+    if problem:
+        eng.close()
+        pytest.fail(problem, pytrace=False)
     yield eng
     eng.close()
 
@@ -184,12 +188,19 @@ def other_hub_lectures(engine: Engine, session_tracker: Tracker) -> Iterator[str
     _remove_new_build_stages(engine, before)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Tests under tests/engine need the engine; mark them so `-m "not engine"`
     # runs the unit tests alone on a machine without one.
     for item in items:
         if "tests/engine/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.engine)
+    # On another engine than the host's, only what must pass on every engine
+    # runs (tests/support/engines.py); the rest ran in the default run.
+    if not engines.is_default_run():
+        left = [item for item in items if item.get_closest_marker("matrix") is None]
+        if left:
+            config.hook.pytest_deselected(items=left)
+            items[:] = [item for item in items if item.get_closest_marker("matrix")]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -13,6 +13,8 @@ from nbs2i.errors import SourceError
 from tests.support.session import LABELS
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 UID = 1000680000  # OpenShift-style: beyond what plain ustar headers hold
 EPOCH = 1_700_000_000
 

@@ -28,6 +28,8 @@ from tests.support.leftovers import assert_nothing_left
 from tests.support.session import LABELS, SESSION_FILTER, SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 
 def test_build_a_git_checkout_as_it_is_on_disk(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path

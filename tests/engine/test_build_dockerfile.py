@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from nbs2i.building import build
 from nbs2i.building.dockerfile import write
 from nbs2i.engine import Engine
@@ -19,6 +21,8 @@ from tests.support.inside import run_in_image
 from tests.support.leftovers import assert_nothing_left
 from tests.support.session import LABELS, SESSION_ID, tag
 from tests.support.tracker import Tracker
+
+pytestmark = pytest.mark.matrix
 
 LISTING = ["find", "/opt/app-root/src", "-printf", "%U:%G %m %y %p\\n"]
 

@@ -30,6 +30,8 @@ from tests.support.leftovers import assert_nothing_left
 from tests.support.session import SESSION_FILTER, SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 NOTEBOOKS = sorted(p.name for p in SAMPLES.glob("*.ipynb"))
 DEST = "/opt/app-root/src"
 

@@ -9,6 +9,8 @@ from nbs2i.errors import EngineError, NotFound
 from tests.support.session import LABELS
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 
 def test_connects_negotiates_and_describes_the_engine(engine: Engine) -> None:
     import docker

@@ -24,6 +24,8 @@ from tests.support.jupyter import Api
 from tests.support.session import LABEL_PAIRS, label_args
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 URL = re.compile(r"^http://127\.0\.0\.1:(\d+)/lab(?:\?token=([0-9a-f]+))?$")
 
 

@@ -25,6 +25,8 @@ from tests.support.poll import until
 from tests.support.session import LABELS, label_args, tag
 from tests.support.tracker import Tracker
 
+pytestmark = pytest.mark.matrix
+
 OPTIONS = VerifyOptions(labels=LABELS, start_timeout=90)
 BASE = "debian:bookworm-slim"
 

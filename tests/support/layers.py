@@ -5,8 +5,10 @@ seconds, so a test that needs both asks once (`scan`)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import itertools
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,11 +61,11 @@ def scan(engine: Docker, image: str, needles: Sequence[bytes] = ()) -> LayerScan
     count = 0
     with tarfile.open(fileobj=readable(docker_api.save(image)), mode="r|") as outer:
         for member in outer:
-            data = outer.extractfile(member)
-            if data is None or not member.name.endswith("layer.tar"):
+            data = _layer(outer, member)
+            if data is None:
                 continue
             count += 1
-            hashing = _Hashing(data)  # type: ignore[arg-type]
+            hashing = _Hashing(data)
             entries = _entries(hashing, member.name, needles, hits)
             hashing.read()  # the end blocks count towards the diff id too
             if f"sha256:{hashing.digest.hexdigest()}" == top_id:
@@ -71,6 +73,26 @@ def scan(engine: Docker, image: str, needles: Sequence[bytes] = ()) -> LayerScan
     assert count > 0, f"docker save {image} held no layer"
     assert top, f"no layer of {image} has the diff id {top_id}"
     return LayerScan(tuple(hits), tuple(top), count)
+
+
+def _layer(outer: tarfile.TarFile, member: tarfile.TarInfo) -> io.BufferedIOBase | None:
+    """The uncompressed tar of a layer in a save, or None for any other member.
+    Each engine lays a save out its own way: `ID/layer.tar` (Docker's classic
+    store), `DIFFID.tar` with `ID/layer.tar` links to it (podman), blobs named
+    by digest, layers gzipped as they were built or pulled, next to the JSON of
+    manifests and configs (the containerd store)."""
+    is_blob = member.name.startswith("blobs/sha256/")
+    if not member.isfile() or not (is_blob or member.name.endswith(".tar")):
+        return None
+    data = outer.extractfile(member)
+    assert data is not None
+    head = data.read(2)
+    if head[:1] == b"{":
+        return None
+    whole = readable(itertools.chain([head], iter(lambda: data.read(1 << 16), b"")))
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=whole)
+    return whole
 
 
 def _entries(
