@@ -15,7 +15,6 @@ from __future__ import annotations
 SCRIPTS_URL = "io.openshift.s2i.scripts-url"
 DESTINATION = "io.openshift.s2i.destination"
 ASSEMBLE_USER = "io.openshift.s2i.assemble-user"
-EXPOSE_SERVICES = "io.openshift.expose-services"
 OPENSHIFT_TAGS = "io.openshift.tags"
 K8S_DISPLAY_NAME = "io.k8s.display-name"
 K8S_DESCRIPTION = "io.k8s.description"
@@ -94,7 +93,6 @@ KERNEL_PYTHON = "io.nbs2i.kernel-python"
 # -- Kubernetes objects nbs2i writes (`nbs2i deploy`) -----------------------------
 # Kubernetes' recommended labels, which consoles and `kubectl get -l` understand.
 APP_NAME = "app.kubernetes.io/name"
-APP_INSTANCE = "app.kubernetes.io/instance"
 APP_COMPONENT = "app.kubernetes.io/component"
 APP_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_NBS2I = "nbs2i"

@@ -61,7 +61,9 @@ def pid_alive(pid: int) -> bool:
 def orphaned(name: str, alive: Callable[[int], bool] = pid_alive) -> bool:
     """True for a name this machine's nbs2i gave to something whose owner is gone."""
     match = _OWNED.match(name)
-    return bool(match) and match["host"] == _host() and not alive(int(match["pid"]))
+    if match is None:
+        return False
+    return match["host"] == _host() and not alive(int(match["pid"]))
 
 
 @dataclass(frozen=True)

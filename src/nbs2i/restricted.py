@@ -132,13 +132,6 @@ def container_spec(
     )
 
 
-def home_volume(name: str) -> Mount:
-    """The student's volume on HOME."""
-    from nbs2i.engine import Mount
-
-    return Mount(name, HOME)
-
-
 def empty_volume(name: str, target: str) -> Mount:
     """A volume created with EMPTY_VOLUME_OPTIONS, mounted on target without
     the copy of the image's files that the engine would otherwise put in it."""

@@ -259,7 +259,7 @@ def test_read_only_restricted_with_volume(
     exec shell; umask 0002; files written through the API group-writable."""
     volume = track.volume(engine.create_volume(f"nbs2i-test-{uuid.uuid4().hex[:8]}", LABELS))
     uid = 1000680000
-    home = restricted.home_volume(volume)
+    home = Mount(volume, restricted.HOME)
     server = serve(engine, track, builder_image, uid=uid, read_only=True, home=home)
     # The server process itself.
     pid = sh(engine, server.cid, "grep -l 'bin/jupyter-la[b]' /proc/[0-9]*/cmdline | cut -d/ -f3")
@@ -702,7 +702,7 @@ def test_home_is_seeded_without_overwriting(
     assert code == 0, log
     image = commit_run_image(engine, track, cid, builder_image, "seeded")
     volume = track.volume(engine.create_volume(f"nbs2i-test-{uuid.uuid4().hex[:8]}", LABELS))
-    home = restricted.home_volume(volume)
+    home = Mount(volume, restricted.HOME)
     first = serve(engine, track, image, uid=OTHER_UID, home=home)
     edited = NOTEBOOK.replace(b'"cells": []', b'"cells": [], "x": 1')
     assert first.api.save_text("a.ipynb", edited.decode()) == 200

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from nbs2i import restricted
-from nbs2i.engine import Engine
+from nbs2i.engine import Engine, Mount
 from tests.support.builds import LECTURES
 from tests.support.lab import Lab
 from tests.support.session import LABELS
@@ -53,7 +53,7 @@ def start_server(
     spec = restricted.container_spec(
         image,
         uid=uid,
-        home=restricted.home_volume(volume) if volume else None,
+        home=Mount(volume, restricted.HOME) if volume else None,
         env={"JUPYTER_TOKEN": TOKEN},
         labels=LABELS,
     )
@@ -81,7 +81,7 @@ def run_command(
     spec = restricted.container_spec(
         image,
         uid=restricted.random_uid(),
-        home=restricted.home_volume(volume) if volume else None,
+        home=Mount(volume, restricted.HOME) if volume else None,
         labels=LABELS,
     )
     cid = track.container(engine.create_container(dataclasses.replace(spec, command=command)))

@@ -102,13 +102,6 @@ def test_header_becomes_comments_and_output_is_deterministic() -> None:
     assert yaml.safe_load(text) == doc
 
 
-def test_dump_all_separates_documents() -> None:
-    docs = [{"a": 1}, {"b": [2]}]
-    text = yamltext.dump_all(docs, "head")
-    assert text.startswith("# head\n---\n")
-    assert list(yaml.safe_load_all(text)) == docs
-
-
 @pytest.mark.parametrize("value", [1.5, b"bytes", {1, 2}, object()])
 def test_values_without_a_safe_form_are_refused(value: object) -> None:
     with pytest.raises(yamltext.YamlError):

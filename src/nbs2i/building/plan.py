@@ -91,7 +91,6 @@ class LayerPlan:
 class BuildPlan:
     request: BuildRequest
     builder: str
-    builder_id: str
     user: str
     uid: int
     scripts: Scripts
@@ -113,10 +112,6 @@ class BuildPlan:
     def base(self) -> str:
         """The image the notebooks go on."""
         return self.deps.tag if self.deps else self.builder
-
-    @property
-    def base_config(self) -> ImageConfig:
-        return self.deps.config if self.deps else self.builder_config
 
 
 def plan(
@@ -147,7 +142,6 @@ def plan(
     return BuildPlan(
         request=request,
         builder=builder,
-        builder_id=info.id,
         user=user,
         uid=uid,
         scripts=facts.scripts,

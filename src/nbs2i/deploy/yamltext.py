@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 INDENT = "  "
@@ -30,14 +30,6 @@ class YamlError(TypeError):
 def dump(document: Any, header: str = "") -> str:
     """One YAML document; `header` lines become comments above it."""
     return "\n".join([*_comments(header), *_block(document, 0)]) + "\n"
-
-
-def dump_all(documents: Iterable[Any], header: str = "") -> str:
-    """Several documents, each after a `---`."""
-    lines = _comments(header)
-    for document in documents:
-        lines.extend(["---", *_block(document, 0)])
-    return "\n".join(lines) + "\n"
 
 
 def _comments(header: str) -> list[str]:
