@@ -18,7 +18,8 @@ from nbs2i.archive import compile_excludes
 from nbs2i.ca import check_bundle
 from nbs2i.errors import UsageError
 from nbs2i.image import parse_uid_range
-from nbs2i.reference import check_tag
+from nbs2i.reference import ImageRef, check_tag
+from nbs2i.registry import access
 from nbs2i.scripts import check_environment, given_scripts, host_environment
 from nbs2i.source import check_location, check_ref_syntax, clean_context_dir
 
@@ -84,6 +85,11 @@ class BuildRequest:
     # clean-up find them by these). The engine copies a container's labels into
     # its commit, so the images carry them too.
     container_labels: tuple[tuple[str, str], ...] = ()
+    # Registry repositories that hold dependency layers (looked in, in order),
+    # and the one the layers this build makes are pushed to.
+    cache_from: tuple[str, ...] = ()
+    cache_to: str = ""
+    registry_access: access.Access = field(default_factory=access.Access)
 
 
 @dataclass(frozen=True)
@@ -122,3 +128,18 @@ def check(request: BuildRequest) -> None:
         check_ref_syntax(request.ref)
     if request.ca_bundle is not None:
         check_bundle(Path(request.ca_bundle))
+    for repository in request.cache_from:
+        check_cache_repository(repository, "--cache-from")
+    if request.cache_to:
+        check_cache_repository(request.cache_to, "--cache-to")
+    access.check(request.registry_access)
+
+
+def check_cache_repository(repository: str, option: str) -> None:
+    """A cache is a repository: no tag, no digest (nbs2i names the tags)."""
+    parsed = ImageRef.parse(repository)
+    if parsed.tag or parsed.digest:
+        raise UsageError(
+            f"{option} {repository!r} names an image, not a repository",
+            "give REGISTRY/NAME without a tag, e.g. registry.example.org/course/cache",
+        )
