@@ -88,6 +88,12 @@ class Registry:
             ) from None
         except requests.exceptions.HTTPError as exc:
             raise self._http_error(exc, what) from None
+        except dxf_errors.DXFUnauthorizedError:
+            raise RegistryError(
+                f"the registry {self.host} refused {what} (HTTP 401): wrong or missing "
+                "credentials",
+                LOGIN_FIX.format(host=self.host),
+            ) from None
         except dxf_errors.DXFAuthInsecureError:
             raise RegistryError(
                 f"the registry {self.host} asks for credentials over plain HTTP",
@@ -139,10 +145,10 @@ class Registry:
         status = exc.response.status_code if exc.response is not None else 0
         if status == 404:
             return Absent(f"{what}: not in the registry {self.host}")
-        if status in (401, 403):
+        if status == 403:
             return RegistryError(
-                f"the registry {self.host} refused {what} (HTTP {status}): wrong or missing "
-                "credentials, or no access to that repository",
+                f"the registry {self.host} refused {what} (HTTP 403): no access to that "
+                "repository with these credentials",
                 LOGIN_FIX.format(host=self.host),
             )
         return RegistryError(f"the registry {self.host} answered HTTP {status} to {what}")
@@ -248,7 +254,8 @@ class Repository:
             if isinstance(data, Path):
                 sent = client.push_blob(filename=str(data), check_exists=False)
             else:
-                sent = client.push_blob(data=data, digest=digest, check_exists=False)
+                # An iterator is streamed; requests would take a list for form fields.
+                sent = client.push_blob(data=iter(data), digest=digest, check_exists=False)
         if sent != digest:
             raise RegistryError(
                 f"the blob uploaded to {self.where} is {sent[:19]}, not {digest[:19]}"
