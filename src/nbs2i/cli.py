@@ -355,6 +355,13 @@ def stop_cmd(names: tuple[str, ...]) -> None:
     "change straight into the registry.",
 )
 @click.option(
+    "--also-tag",
+    multiple=True,
+    metavar="TAG",
+    help="With --push: push the same image under this tag of TAG's repository too "
+    "(a moving tag such as latest); repeatable.",
+)
+@click.option(
     "--cache-from",
     multiple=True,
     metavar="REPO",
@@ -424,6 +431,7 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
         always_assemble=opts["always_assemble"],
         push=opts["push"],
         container_labels=_pairs(opts["container_label"], "--container-label"),
+        also_tags=tuple(opts["also_tag"]),
         cache_from=tuple(opts["cache_from"]),
         cache_to=opts["cache_to"],
         registry_access=Access(

@@ -284,3 +284,14 @@ def test_base_layers_are_looked_for_then_mounted_or_copied() -> None:
     target.registry = object()  # another registry: copied, never mounted
     direct._base_layers(target, image, lambda event: None)  # type: ignore[arg-type]
     assert log[1:4] == ["HEAD target b", "GET base b", "PUT target b"]
+
+
+def test_also_tags_are_tags_of_the_same_repository_and_need_push() -> None:
+    req = request(tag="reg.example:5000/c/l:abc", push=True, also_tags=("latest", "week-1"))
+    from nbs2i.building.request import also_refs
+
+    assert also_refs(req) == ("reg.example:5000/c/l:latest", "reg.example:5000/c/l:week-1")
+    with pytest.raises(UsageError, match="add --push"):
+        check(replace(req, push=False))
+    with pytest.raises(UsageError, match="not a valid tag"):
+        check(replace(req, also_tags=("bad tag",)))

@@ -145,10 +145,7 @@ def _execute(
     if the_plan.deps is not None and not deps_tag:
         the_plan = containers.plan = _without_deps(the_plan)
     image_id, method, used_artifacts = _notebooks(containers, the_plan, source, reporter)
-    pushed = ""
-    if req.push:
-        reporter(Event("step", f"Pushing {req.tag}"))
-        pushed = registry.push(engine, req.tag)
+    pushed = _push(engine, req, reporter) if req.push else ""
     result = BuildResult(
         tag=req.tag,
         image_id=image_id,
@@ -164,6 +161,20 @@ def _execute(
     )
     finish(result, reporter)
     return result
+
+
+def _push(engine: Docker, req: BuildRequest, reporter: Reporter) -> str:
+    """Push TAG, then the same image under each --also-tag; TAG pinned by digest."""
+    reporter(Event("step", f"Pushing {req.tag}"))
+    pushed = registry.push(engine, req.tag)
+    for ref in request.also_refs(req):
+        engine.tag(req.tag, ref)
+        try:
+            registry.push(engine, ref)
+        finally:
+            engine.remove_image(ref)
+        reporter(Event("step", f"Pushed the same image as {ref}"))
+    return pushed
 
 
 def finish(result: BuildResult, reporter: Reporter) -> None:

@@ -198,6 +198,8 @@ def _write_and_push(
         _blob(target, new_config, [config], reporter)
         data = manifest.compose(base.manifest, new_config, new_layer)
         digest = target.put_manifest(target_ref.tag or "latest", data)
+        for ref in request.also_refs(the_plan.request):
+            target.put_manifest(ImageRef.parse(ref).tag, data)
     reporter(
         Event(
             "step",

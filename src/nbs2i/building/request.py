@@ -89,6 +89,8 @@ class BuildRequest:
     # and the one the layers this build makes are pushed to.
     cache_from: tuple[str, ...] = ()
     cache_to: str = ""
+    # More tags of TAG's repository the pushed image gets (a moving `latest`).
+    also_tags: tuple[str, ...] = ()
     registry_access: access.Access = field(default_factory=access.Access)
 
 
@@ -133,6 +135,15 @@ def check(request: BuildRequest) -> None:
     if request.cache_to:
         check_cache_repository(request.cache_to, "--cache-to")
     access.check(request.registry_access)
+    if request.also_tags and not request.push:
+        raise UsageError("--also-tag tags what is pushed", "add --push")
+    also_refs(request)
+
+
+def also_refs(request: BuildRequest) -> tuple[str, ...]:
+    """The references --also-tag names: TAG's repository with each tag, checked."""
+    repository = ImageRef.parse(request.tag).repository
+    return tuple(str(check_tag(f"{repository}:{tag}", "--also-tag")) for tag in request.also_tags)
 
 
 def check_cache_repository(repository: str, option: str) -> None:

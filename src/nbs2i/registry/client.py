@@ -90,8 +90,7 @@ class Registry:
             raise self._http_error(exc, what) from None
         except dxf_errors.DXFUnauthorizedError:
             raise RegistryError(
-                f"the registry {self.host} refused {what} (HTTP 401): wrong or missing "
-                "credentials",
+                f"the registry {self.host} refused {what} (HTTP 401): wrong or missing credentials",
                 LOGIN_FIX.format(host=self.host),
             ) from None
         except dxf_errors.DXFAuthInsecureError:
