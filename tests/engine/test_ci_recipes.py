@@ -138,14 +138,19 @@ def test_gitlab_ci_recipe_with_no_engine(
     }
     env = {"NBS2I_PACKAGE": f"{recipes.WHEELS}/{runner.wheel}", "BUILDER": pushed}
 
-    def job(name: str, commit: str, privileged: bool = False) -> str:
+    def job(name: str, commit: str, builds_images: bool = False) -> str:
         script = recipes.gitlab_job(pipeline, name, {**predefined, "CI_COMMIT_SHA": commit}, env)
         done = recipes.run_job(
-            runner, script, workspace, engine=False, privileged=privileged, mounts=ca_mounts(reg)
+            runner,
+            script,
+            workspace,
+            engine=False,
+            builds_images=builds_images,
+            mounts=ca_mounts(reg),
         )
         return succeeded(done)
 
-    job("dependencies", sha, privileged=True)
+    job("dependencies", sha, builds_images=True)
     log = job("image", sha)
     assert "building straight into the registry" in log, log[-3000:]
     assert reg.manifest_digest(f"{REPOSITORY}/lectures", sha)

@@ -9,7 +9,8 @@ around the commands, the harness provides: the checkout (the course, mounted),
 Python (in the image), `docker/login-action` (a Docker config written from
 the step's own `with:` values), GitLab's predefined variables. A GitHub job
 gets the engine's socket and the docker CLI; a GitLab job gets no engine and,
-for buildah, a privileged container (as GitLab's privileged executors give).
+for buildah, a container allowed to make mounts (CAP_SYS_ADMIN, no seccomp
+filter), less than GitLab's privileged executors give.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def run_job(
     workspace: Path,
     *,
     engine: bool,
-    privileged: bool = False,
+    builds_images: bool = False,
     mounts: Sequence[tuple[str, str]] = (),
 ) -> subprocess.CompletedProcess[str]:
     """One job in a fresh container of the runner image (removed afterwards)."""
@@ -178,8 +179,11 @@ def run_job(
             (docker, "/usr/local/bin/docker"),
         ]
     for source, target in volumes:
-        args += ["-v", f"{source}:{target}:ro" if target != WORKSPACE else f"{source}:{target}"]
-    if privileged:
-        args.append("--privileged")
+        writable = "" if target == WORKSPACE else ",readonly"
+        args += ["--mount", f"type=bind,source={source},target={target}{writable}"]
+    if builds_images:
+        # What buildah needs to make mounts (a privileged executor gives more).
+        args += ["--cap-add", "SYS_ADMIN"]
+        args += ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"]
     args += [runner.image, "bash", "-c", script]
     return subprocess.run(args, capture_output=True, text=True, timeout=JOB_SECONDS)
