@@ -295,3 +295,36 @@ def test_also_tags_are_tags_of_the_same_repository_and_need_push() -> None:
         check(replace(req, push=False))
     with pytest.raises(UsageError, match="not a valid tag"):
         check(replace(req, also_tags=("bad tag",)))
+
+
+# -- --as-dockerfile on a Python without tar extraction filters ----------------------
+
+
+def _tar(*members: tuple[str, str]) -> list[bytes]:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, link in members:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+            info.mode = 0o664
+            tar.addfile(info, io.BytesIO(b""))
+    return [buffer.getvalue()]
+
+
+def test_the_context_is_unpacked_safely_without_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    from nbs2i.building import dockerfile
+
+    monkeypatch.delattr(tarfile, "tar_filter")
+    dockerfile._unpack(_tar(("src/a.ipynb", ""), ("src/link", "a.ipynb")), tmp_path / "ok")
+    assert (tmp_path / "ok/src/a.ipynb").stat().st_mode & 0o777 == 0o664
+    for bad in (("../x", ""), ("/abs", ""), ("src/out", "../../etc/passwd"), ("l", "/etc")):
+        with pytest.raises(UsageError, match="cannot be written safely"):
+            dockerfile._unpack(_tar(bad), tmp_path / "bad")

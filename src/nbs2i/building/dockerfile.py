@@ -28,9 +28,10 @@ a warning says so (then no cache entry can be named).
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nbs2i import __version__, ca, labels
 from nbs2i.archive import TarFile, files_tar, readable, tar_stream
@@ -100,7 +101,29 @@ def _keep_group_write(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
 
 def _unpack(stream: Iterable[bytes], into: Path) -> None:
     with tarfile.open(fileobj=readable(stream), mode="r|") as tar:
-        tar.extractall(into, filter=_keep_group_write, numeric_owner=True)
+        if hasattr(tarfile, "tar_filter"):
+            tar.extractall(into, filter=_keep_group_write, numeric_owner=True)
+            return
+        # Python before 3.11.4 (Debian bookworm's 3.11.2) has no extraction
+        # filters: the same checks, member by member.
+        for member in tar:
+            _check_member(member)
+            tar.extract(member, into, numeric_owner=True)
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    """What the "tar" filter refuses: absolute or parent paths, links out of dest."""
+    name = PurePosixPath(member.name)
+    target = PurePosixPath(member.linkname)
+    inside = os.path.normpath(name.parent / target) if member.issym() else str(target)
+    bad = name.is_absolute() or ".." in name.parts
+    if member.issym() or member.islnk():
+        bad = bad or target.is_absolute() or inside == ".." or inside.startswith("../")
+    if bad or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise UsageError(
+            f"the build context holds {member.name!r}, which cannot be written safely",
+            "remove that file or link from the course",
+        )
 
 
 def write(req: BuildRequest, out_dir: Path, reporter: Reporter = silent) -> Path:

@@ -64,7 +64,8 @@ class Registry:
                 auth=self._authenticate,
                 insecure=insecure,
                 tlsverify=False if insecure else self._verify,
-                timeout=self._options.timeout,
+                # requests takes (connect, read) where dxf's hint says a float
+                timeout=self._options.timeout,  # type: ignore[arg-type]
             )
             self._base = base.__enter__()
         return self._dxf.DXF.from_base(self._base, name)
