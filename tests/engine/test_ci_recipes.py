@@ -138,19 +138,25 @@ def test_gitlab_ci_recipe_with_no_engine(
     }
     env = {"NBS2I_PACKAGE": f"{recipes.WHEELS}/{runner.wheel}", "BUILDER": pushed}
 
-    def job(name: str, commit: str, builds_images: bool = False) -> str:
+    def job(name: str, commit: str, storage: Path | None = None) -> str:
+        """A job; with `storage`, buildah's: allowed to mount, with a volume."""
         script = recipes.gitlab_job(pipeline, name, {**predefined, "CI_COMMIT_SHA": commit}, env)
+        mounts = ca_mounts(reg)
+        if storage is not None:
+            mounts.append((str(storage), "/var/lib/containers"))
         done = recipes.run_job(
             runner,
             script,
             workspace,
             engine=False,
-            builds_images=builds_images,
-            mounts=ca_mounts(reg),
+            builds_images=storage is not None,
+            mounts=mounts,
         )
         return succeeded(done)
 
-    job("dependencies", sha, builds_images=True)
+    storage = tmp_path / "containers"  # the runner's volume for buildah's overlay storage
+    storage.mkdir()
+    job("dependencies", sha, storage=storage)
     log = job("image", sha)
     assert "building straight into the registry" in log, log[-3000:]
     assert reg.manifest_digest(f"{REPOSITORY}/lectures", sha)

@@ -179,7 +179,7 @@ def run_job(
             (docker, "/usr/local/bin/docker"),
         ]
     for source, target in volumes:
-        writable = "" if target == WORKSPACE else ",readonly"
+        writable = "" if target in (WORKSPACE, "/var/lib/containers") else ",readonly"
         args += ["--mount", f"type=bind,source={source},target={target}{writable}"]
     if builds_images:
         # What buildah needs to make mounts (a privileged executor gives more).
