@@ -46,7 +46,10 @@ def setting(
     with registry.running(secure=request.param == "tls-auth") as reg:
         workdir = tmp_path_factory.mktemp(f"ci-{request.param}")
         with ci.setting(engine, builder_image, reg, workdir) as made:
-            yield made
+            try:
+                yield made
+            finally:  # pulled by whichever build of the module needed it
+                engine.remove_image(made.builder)
 
 
 @pytest.fixture(scope="module")
