@@ -30,6 +30,7 @@ success, failure, Ctrl-C, SIGTERM and SIGHUP.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -42,7 +43,8 @@ from nbs2i.building import assemble, cache, deps, layer, plan, request, tagging
 from nbs2i.building.cache import Cache
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
 from nbs2i.building.request import BuildRequest, BuildResult, Injection
-from nbs2i.engine import Docker, Leftovers
+from nbs2i.engine import ENGINE_HINT, Docker, Leftovers
+from nbs2i.engine_socket import socket_path
 from nbs2i.errors import BuildError, EngineError, EngineUnavailable
 from nbs2i.image import image_config
 from nbs2i.progress import Event, Reporter, silent
@@ -105,6 +107,9 @@ def build_anywhere(
     """`build` on the engine `connect` finds; with none and `--push`, straight
     into the registry (`direct.py`), or one line saying why that cannot be."""
     try:
+        missing = _missing_socket() if req.push else ""
+        if missing:
+            raise EngineUnavailable(f"no Docker engine socket at {missing}", ENGINE_HINT)
         engine = connect()
     except EngineUnavailable as exc:
         if not req.push:
@@ -115,6 +120,14 @@ def build_anywhere(
         return direct.build(req, reporter)
     with engine:
         return build(engine, req, reporter)
+
+
+def _missing_socket() -> str:
+    """The local engine socket DOCKER_HOST names (or the default one), when no
+    such file exists: nothing can answer there, and asking would spend the
+    engine client's retry budget (most of a second) on a runner with no engine."""
+    path = socket_path(os.environ.get("DOCKER_HOST", ""))
+    return path if path is not None and not os.path.exists(path) else ""
 
 
 def read_source(req: BuildRequest, source: Source, builder_labels: dict[str, str]) -> Facts:

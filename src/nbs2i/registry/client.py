@@ -119,21 +119,19 @@ class Registry:
             client.authenticate(response=response)
 
     def _plain_http(self) -> bool:
-        """Whether to speak HTTP: only to a host where it is allowed and that does
-        not speak TLS. Asked once, with the API's version check."""
+        """Whether to speak HTTP: only to a host where it is allowed and that
+        answers plain HTTP as a registry (a TLS server answers it with an error);
+        everywhere else TLS, verified. Asked once, with the API's version check."""
         import requests
 
-        url = f"https://{self._api}/v2/"
         with requests.Session() as probe, self.errors("the version check"):
-            try:
-                probe.get(url, verify=self._verify, timeout=self._options.timeout)
-                return False
-            except requests.exceptions.SSLError as exc:
-                if not access.plain_http_allowed(self.host, self._options) or _is_cert_error(exc):
-                    raise
-                if not _answers_plain(probe, f"http://{self._api}/v2/", self._options):
-                    raise
+            allowed = access.plain_http_allowed(self.host, self._options)
+            if allowed and _answers_plain(probe, f"http://{self._api}/v2/", self._options):
                 return True
+            probe.get(
+                f"https://{self._api}/v2/", verify=self._verify, timeout=self._options.timeout
+            )
+            return False
 
     def _tls_error(self, exc: BaseException) -> RegistryError:
         return RegistryError(
@@ -280,11 +278,6 @@ def _reason(exc: BaseException) -> str:
     return text[:160]
 
 
-def _is_cert_error(exc: BaseException) -> bool:
-    text = str(exc)
-    return "CERTIFICATE_VERIFY_FAILED" in text or "hostname" in text.lower()
-
-
 def _answers_plain(session: Any, url: str, options: Access) -> bool:
     """True when a registry answers plain HTTP at `url` (a TLS server does not)."""
     import requests
@@ -293,6 +286,4 @@ def _answers_plain(session: Any, url: str, options: Access) -> bool:
         response = session.get(url, timeout=options.timeout)
     except requests.exceptions.RequestException:
         return False
-    return (
-        response.status_code in (200, 401) or "Docker-Distribution-Api-Version" in response.headers
-    )
+    return "Docker-Distribution-Api-Version" in response.headers
