@@ -7,8 +7,8 @@ for reading the Docker config and the CA files.
   does not verify is never ignored.
 - Plain HTTP only where Docker allows it without being asked: a loopback host
   (127.0.0.0/8, ::1, localhost); or a host named with `--insecure-registry`.
-  Even there TLS is tried first, and HTTP only when the host does not speak
-  TLS at all.
+  There a registry that answers plain HTTP is spoken to in HTTP (a TLS server
+  answers such a request with an error, and then TLS, verified, is used).
 - Credentials from the Docker config (`DOCKER_CONFIG`, else
   `~/.docker/config.json`, with `credsStore` and `credHelpers`, which run the
   `docker-credential-*` programs), read through docker-py's own auth module,
