@@ -5,17 +5,19 @@ the decision whether a build can go without an engine."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from nbs2i import labels, registry
-from nbs2i.building import direct, layer
+from nbs2i.building import direct, dockerfile, layer
 from nbs2i.building.deps import Dependencies
 from nbs2i.building.plan import plan
-from nbs2i.building.request import check
+from nbs2i.building.request import also_refs, check
 from nbs2i.engine import HistoryEntry
 from nbs2i.errors import NeedsEngine, RegistryError, UsageError
 from nbs2i.registry import access, manifest
@@ -288,8 +290,6 @@ def test_base_layers_are_looked_for_then_mounted_or_copied() -> None:
 
 def test_also_tags_are_tags_of_the_same_repository_and_need_push() -> None:
     req = request(tag="reg.example:5000/c/l:abc", push=True, also_tags=("latest", "week-1"))
-    from nbs2i.building.request import also_refs
-
     assert also_refs(req) == ("reg.example:5000/c/l:latest", "reg.example:5000/c/l:week-1")
     with pytest.raises(UsageError, match="add --push"):
         check(replace(req, push=False))
@@ -301,9 +301,6 @@ def test_also_tags_are_tags_of_the_same_repository_and_need_push() -> None:
 
 
 def _tar(*members: tuple[str, str]) -> list[bytes]:
-    import io
-    import tarfile
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, link in members:
@@ -318,10 +315,6 @@ def _tar(*members: tuple[str, str]) -> list[bytes]:
 def test_the_context_is_unpacked_safely_without_filters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tarfile
-
-    from nbs2i.building import dockerfile
-
     monkeypatch.delattr(tarfile, "tar_filter")
     dockerfile._unpack(_tar(("src/a.ipynb", ""), ("src/link", "a.ipynb")), tmp_path / "ok")
     assert (tmp_path / "ok/src/a.ipynb").stat().st_mode & 0o777 == 0o664
