@@ -93,8 +93,10 @@ class Bench:
         self.deps = ""  # the dependency layer the last cached job pulled
 
     def nbs2i(self, tag: str, env: dict[str, str]) -> dict[str, str]:
-        args = self.setting.args(f"file://{self.course}", tag, "--container-label", LABEL)
-        _, stdout = timed([NBS2I, *args], env={**_environ(), **env})
+        # As the recipes do: the checkout as it is, its commit's time as the epoch.
+        epoch = git(self.course, "log", "-1", "--format=%ct")
+        args = self.setting.args(str(self.course), tag, "--container-label", LABEL)
+        _, stdout = timed([NBS2I, *args], env={**_environ(), **env, "SOURCE_DATE_EPOCH": epoch})
         found = done_event(stdout)
         self.made.update({self.setting.image(tag), found.get("deps_image", "")})
         return found
