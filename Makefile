@@ -103,9 +103,9 @@ test: venv base-image browser registry openshift-schema hub-tools lint
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)
 
-BENCHMARKS := build builder archive_memory run hub
+BENCHMARKS := build builder archive_memory run hub ci
 
-bench: venv base-image
+bench: venv base-image registry
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
