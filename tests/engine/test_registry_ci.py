@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from nbs2i import labels
 from nbs2i.engine import Engine
 from tests.support import ci, registry
 from tests.support.cli import command, environment, fails, nbs2i
@@ -48,7 +49,9 @@ def setting(
         with ci.setting(engine, builder_image, reg, workdir) as made:
             try:
                 yield made
-            finally:  # pulled by whichever build of the module needed it
+            finally:  # pulled or made by whichever build of the module needed them
+                for image in engine.images(labels=[f"{labels.BUILD_IMAGE}={made.builder}"]):
+                    engine.remove_image(image.id, force=True)
                 engine.remove_image(made.builder)
 
 
