@@ -28,15 +28,19 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "make browser: install Debian's chromium package (as root: apt-get install -y chromium)" >&2; exit 1; fi; }
 
-# Debian's docker-registry, which the push test starts on 127.0.0.1
-# (tests/engine/test_deploy_registry.py). The package's own service is stopped:
-# the test runs its own, on a port of its own.
+# Debian's docker-registry, which the registry tests start on 127.0.0.1
+# (tests/engine/test_deploy_registry.py, test_registry_*.py), htpasswd
+# (apache2-utils) for its users, and buildah for the daemonless CI test. The
+# package's own service is stopped: the tests run their own, on ports of their own.
+REGISTRY_TOOLS := docker-registry:docker-registry htpasswd:apache2-utils buildah:buildah
 registry:
-	@command -v docker-registry >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(REGISTRY_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	    service docker-registry stop >/dev/null 2>&1 || true; \
-	  else echo "make registry: install Debian's docker-registry package (as root: apt-get install -y docker-registry)" >&2; exit 1; fi; }
+	  else echo "make registry: install Debian's$$missing (as root: apt-get install -y$$missing)" >&2; exit 1; fi; fi
 
 # The OpenShift API's OpenAPI document, for the schemas of Template,
 # BuildConfig, ImageStream and Route (tests/support/openshift.py): the one the
@@ -107,9 +111,9 @@ test-engines: venv base-image
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)
 
-BENCHMARKS := build clone builder archive_memory run hub nbtest
+BENCHMARKS := build clone builder archive_memory run hub nbtest ci
 
-bench: venv base-image
+bench: venv base-image registry
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:

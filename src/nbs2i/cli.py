@@ -39,11 +39,17 @@ def printable(text: str) -> str:
     return text.translate(_UNPRINTABLE)
 
 
+# Details for CI logs (--json); a person reads one line per layer instead.
+_JSON_ONLY = ("cache", "blob")
+
+
 def human_reporter(quiet: bool = False) -> Reporter:
     """Readable progress on stderr; `output` lines (build logs) hidden when quiet."""
 
     def report(event: Event) -> None:
         message = printable(event.message)
+        if event.kind in _JSON_ONLY:
+            return
         if event.kind == "output":
             if not quiet:
                 click.echo(message, err=True)
@@ -365,7 +371,44 @@ def stop_cmd(names: tuple[str, ...]) -> None:
     help="Run the notebooks in the new image (nbs2i test) before --push and --run; "
     "one that does not pass fails the build.",
 )
-@click.option("--push", is_flag=True, help="Push TAG to its registry after the build.")
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Push TAG to its registry after the build; with no engine, write a notebook-only "
+    "change straight into the registry.",
+)
+@click.option(
+    "--also-tag",
+    multiple=True,
+    metavar="TAG",
+    help="With --push: push the same image under this tag of TAG's repository too "
+    "(a moving tag such as latest); repeatable.",
+)
+@click.option(
+    "--cache-from",
+    multiple=True,
+    metavar="REPO",
+    help="Registry repository to take dependency layers from before making them; repeatable.",
+)
+@click.option(
+    "--cache-to",
+    default="",
+    metavar="REPO",
+    help="Registry repository to push dependency layers to.",
+)
+@click.option(
+    "--insecure-registry",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow plain HTTP to this registry when it does not speak TLS (loopback always may).",
+)
+@click.option(
+    "--registry-ca",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="CA bundle for registries' TLS (default: /etc/docker/certs.d/HOST/ca.crt, else the "
+    "system's).",
+)
 @click.option("--as-dockerfile", default=None, metavar="DIR", help="Write a Dockerfile instead.")
 @click.option("--run", "run_after", is_flag=True, help="Start the image as `nbs2i run` would.")
 @click.option(
@@ -386,6 +429,7 @@ def build_cmd(ctx: click.Context, source: str, tag: str, **opts: Any) -> None:
 def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> None:
     from nbs2i import building as build
     from nbs2i.ca import default_ca_bundle
+    from nbs2i.registry import Access
     from nbs2i.scripts import parse_env_pairs
 
     request = build.BuildRequest(
@@ -411,6 +455,13 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
         push=opts["push"],
         container_labels=_pairs(opts["container_label"], "--container-label"),
         test=_test_options(opts),
+        also_tags=tuple(opts["also_tag"]),
+        cache_from=tuple(opts["cache_from"]),
+        cache_to=opts["cache_to"],
+        registry_access=Access(
+            insecure=tuple(opts["insecure_registry"]),
+            ca_bundle=Path(opts["registry_ca"]) if opts["registry_ca"] else None,
+        ),
     )
     report = json_reporter if opts["as_json"] else human_reporter(opts["quiet"])
     if opts["as_dockerfile"]:
@@ -420,8 +471,8 @@ def _build(ctx: click.Context, source: str, tag: str, opts: dict[str, Any]) -> N
 
         click.echo(str(write(request, Path(opts["as_dockerfile"]), report)))
         return
-    with interrupts.interrupting(), connect() as engine:
-        result = build.build(engine, request, report)
+    with interrupts.interrupting():
+        result = build.build_anywhere(request, report, connect)
     if not opts["as_json"]:
         click.echo(result.pushed or result.tag)
     if opts["run_after"]:

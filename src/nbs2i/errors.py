@@ -57,3 +57,11 @@ class RunError(Nbs2iError):
 
 class UsageError(Nbs2iError):
     """A bad option value or combination."""
+
+
+class RegistryError(Nbs2iError):
+    """A registry refused, failed or could not be reached (credentials, TLS, network)."""
+
+
+class NeedsEngine(Nbs2iError):
+    """The build needs something only an engine can do, and no engine answers."""

@@ -11,8 +11,10 @@
 4. The plan (`plan.py`, pure): who assembles, the dependency layer, whether
    nbs2i writes the notebook layer itself or a container runs assemble, the
    image's labels and config.
-5. The dependency layer: reused when its key is in the engine, else made
-   (Debian packages as root by a fixed command, then assemble's deps phase).
+5. The dependency layer: reused when its key is in the engine, else pulled
+   from a `--cache-from` registry (`cache.py`), else made (Debian packages as
+   root by a fixed command, then assemble's deps phase); pushed to
+   `--cache-to`.
 6. The notebooks: nbs2i writes the layer and loads it (`layer.py`), or a
    container runs assemble and is committed (`assemble.py`), with `--inject`
    volumes and `--incremental` artifacts. Should an engine refuse the written
@@ -24,6 +26,9 @@
    stays on the new image, so that it can be run and looked into.
 9. `--push`: to the registry the tag names, with the usual Docker credentials.
 
+With no engine at all, `--push` builds straight into the registry when it can
+(`direct.py`): see `build_anywhere`.
+
 Everything a build creates in the engine is removed in a `finally`: after
 success, failure, Ctrl-C, SIGTERM and SIGHUP.
 """
@@ -31,25 +36,37 @@ success, failure, Ctrl-C, SIGTERM and SIGHUP.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from nbs2i import interrupts, registry
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
-from nbs2i.building import assemble, deps, layer, plan, request, tagging
+from nbs2i.building import assemble, cache, deps, layer, plan, request, tagging
+from nbs2i.building.cache import Cache
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
 from nbs2i.building.request import BuildRequest, BuildResult, Injection
 from nbs2i.cleanup import Leftovers
 from nbs2i.engine import Docker
-from nbs2i.errors import BuildError, EngineError
+from nbs2i.errors import BuildError, EngineError, EngineUnavailable
 from nbs2i.image import image_config
 from nbs2i.progress import Event, Reporter, silent
 from nbs2i.prune import find_orphans
 from nbs2i.scripts import build_environment, resolve_scripts
 from nbs2i.source import Source, open_source, redact
 
-__all__ = ["BuildRequest", "BuildResult", "Injection", "build", "default_builder"]
+if TYPE_CHECKING:
+    from nbs2i.engine import Engine
+
+__all__ = [
+    "BuildRequest",
+    "BuildResult",
+    "Injection",
+    "build",
+    "build_anywhere",
+    "default_builder",
+]
 
 
 def default_builder() -> str:
@@ -84,7 +101,8 @@ def build(engine: Docker, req: BuildRequest, reporter: Reporter = silent) -> Bui
             )
         leftovers = Leftovers(engine)
         try:
-            return _execute(engine, the_plan, source, leftovers, reporter, started)
+            with Cache(req, reporter) as registries:
+                return _execute(engine, the_plan, source, leftovers, registries, reporter, started)
         except KeyboardInterrupt as stop:
             name = str(stop) or "SIGINT"
             raise interrupts.Interrupted(name, _clean_up(leftovers, name)) from None
@@ -121,6 +139,24 @@ def _counted(kinds: list[str]) -> str:
     return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
+def build_anywhere(
+    req: BuildRequest, reporter: Reporter, connect: Callable[[], Engine]
+) -> BuildResult:
+    """`build` on the engine `connect` finds; with none and `--push`, straight
+    into the registry (`direct.py`), or one line saying why that cannot be."""
+    try:
+        engine = connect()
+    except EngineUnavailable as exc:
+        if not req.push:
+            raise
+        from nbs2i.building import direct
+
+        reporter(Event("step", f"{exc.problem}: building straight into the registry"))
+        return direct.build(req, reporter)
+    with engine:
+        return build(engine, req, reporter)
+
+
 def read_source(req: BuildRequest, source: Source, builder_labels: Mapping[str, str]) -> Facts:
     """Everything planning needs from the source (the only reads of it before the
     tar streams)."""
@@ -140,12 +176,13 @@ def _execute(
     the_plan: BuildPlan,
     source: Source,
     leftovers: Leftovers,
+    registries: Cache,
     reporter: Reporter,
     started: float,
 ) -> BuildResult:
     req = the_plan.request
     containers = assemble.Containers(engine, the_plan, leftovers)
-    deps_tag, reused, made = _dependency_layer(containers, the_plan, source, reporter)
+    deps_tag, reused, made = _dependency_layer(containers, registries, source, reporter)
     if the_plan.deps is not None and not deps_tag:
         the_plan = containers.plan = _without_deps(the_plan)
     image_id, method, used_artifacts = _notebooks(containers, the_plan, source, reporter)
@@ -153,10 +190,7 @@ def _execute(
         from nbs2i import nbtest
 
         nbtest.gate(containers.engine, req.tag, req.test, req.push, reporter)
-    pushed = ""
-    if req.push:
-        reporter(Event("step", f"Pushing {req.tag}"))
-        pushed = registry.push(engine, req.tag)
+    pushed = _push(engine, req, reporter) if req.push else ""
     result = BuildResult(
         tag=req.tag,
         image_id=image_id,
@@ -170,51 +204,87 @@ def _execute(
         pushed=pushed,
         seconds=round(time.monotonic() - started, 3),
     )
-    data = {
-        "tag": req.tag,
-        "image": image_id,
-        "seconds": result.seconds,
-        "deps_image": deps_tag,
-        "deps_reused": reused,
-        "method": method,
-        **({"pushed": pushed} if pushed else {}),
-    }
-    as_pushed = f", pushed as {pushed}" if pushed else ""
-    took = f"{result.seconds:.1f}s"
-    reporter(Event("done", f"Built {req.tag} ({image_id[7:19]}) in {took}{as_pushed}", data))
+    finish(result, reporter)
     return result
 
 
+def _push(engine: Docker, req: BuildRequest, reporter: Reporter) -> str:
+    """Push TAG, then the same image under each --also-tag; TAG pinned by digest."""
+    reporter(Event("step", f"Pushing {req.tag}"))
+    pushed = registry.push(engine, req.tag)
+    for ref in request.also_refs(req):
+        engine.tag(req.tag, ref)
+        try:
+            registry.push(engine, ref)
+        finally:
+            engine.remove_image(ref)
+        reporter(Event("step", f"Pushed the same image as {ref}"))
+    return pushed
+
+
+def finish(result: BuildResult, reporter: Reporter) -> None:
+    """The build's last line (and event), whichever way it was made."""
+    data = {
+        "tag": result.tag,
+        "image": result.image_id,
+        "seconds": result.seconds,
+        "deps_image": result.deps_image,
+        "deps_reused": result.deps_reused,
+        "method": result.method,
+        **({"pushed": result.pushed} if result.pushed else {}),
+    }
+    as_pushed = f", pushed as {result.pushed}" if result.pushed else ""
+    took = f"{result.seconds:.1f}s"
+    message = f"Built {result.tag} ({result.image_id[7:19]}) in {took}{as_pushed}"
+    reporter(Event("done", message, data))
+
+
 def _dependency_layer(
-    containers: assemble.Containers, the_plan: BuildPlan, source: Source, reporter: Reporter
+    containers: assemble.Containers, registries: Cache, source: Source, reporter: Reporter
 ) -> tuple[str, bool, tuple[str, ...]]:
     """(the dependency layer's tag, whether it was reused, the cache images made);
     ("", False, ...) without one. Builds that need the same layer at once wait
     for the first one to make it, then reuse it."""
-    step = the_plan.deps
+    step = containers.plan.deps
     if step is None:
         return "", False, ()
 
     def waiting() -> None:
         reporter(Event("step", f"Waiting for another build making {step.tag}"))
 
+    entry = cache.deps_entry(step)
     with tagging.tag_lock(step.tag, waiting):
+        made: tuple[str, ...] = ()
         if containers.engine.image_exists(step.tag):
-            reporter(Event("step", f"Reusing the dependency layer {step.tag}"))
-            return step.tag, True, ()
-        names = ", ".join(rel for rel, _ in step.files)
-        reporter(Event("step", f"Installing {names} into {step.tag}"))
-        containers.inject(the_plan.request.ca_bundle)
-        return _make_dependency_layer(containers, step, source, reporter)
+            how = "reused from the engine"
+        elif found := registries.find(entry):
+            registries.pull(containers.engine, entry, found)
+            how = f"pulled from {found}"
+        else:
+            names = ", ".join(rel for rel, _ in step.files)
+            reporter(Event("step", f"Installing {names} into {step.tag}"))
+            containers.inject(containers.plan.request.ca_bundle)
+            made = _make_dependency_layer(containers, registries, step, source, reporter)
+            if step.tag not in made:
+                return "", False, made
+            how = "installed here"
+        reporter(cache.origin(step.tag, how, registries.push(containers.engine, entry)))
+        return step.tag, not made, made
 
 
 def _make_dependency_layer(
-    containers: assemble.Containers, step: DepsStep, source: Source, reporter: Reporter
-) -> tuple[str, bool, tuple[str, ...]]:
+    containers: assemble.Containers,
+    registries: Cache,
+    step: DepsStep,
+    source: Source,
+    reporter: Reporter,
+) -> tuple[str, ...]:
+    """The cache images made; without step.tag among them when the layer failed
+    and the build falls back to one step."""
     made: tuple[str, ...] = ()
     try:
         if step.apt is not None:
-            made = _apt_layer(containers, step, reporter)
+            made = _apt_layer(containers, registries, step, reporter)
         assemble.deps_layer(containers, step, source, reporter)
     except BuildError as exc:
         # nbs2i's builder knows the deps phase: its failure is the user's to see.
@@ -229,21 +299,29 @@ def _make_dependency_layer(
                 "attempt)",
             )
         )
-        return "", False, made
-    return step.tag, False, (*made, step.tag)
+        return made
+    return (*made, step.tag)
 
 
 def _apt_layer(
-    containers: assemble.Containers, step: DepsStep, reporter: Reporter
+    containers: assemble.Containers, registries: Cache, step: DepsStep, reporter: Reporter
 ) -> tuple[str, ...]:
-    """The Debian packages' layer, unless it exists; another dependency layer
-    may need the same packages at the same time."""
-    assert step.apt is not None
+    """The Debian packages' layer, unless it exists or is in the cache; another
+    dependency layer may need the same packages at the same time."""
+    entry = cache.apt_entry(step)
+    assert entry is not None and step.apt is not None
     with tagging.tag_lock(step.apt.tag):
+        made: tuple[str, ...] = ()
         if containers.engine.image_exists(step.apt.tag):
-            return ()
-        assemble.apt_layer(containers, step, reporter)
-        return (step.apt.tag,)
+            how = "reused from the engine"
+        elif found := registries.find(entry):
+            registries.pull(containers.engine, entry, found)
+            how = f"pulled from {found}"
+        else:
+            assemble.apt_layer(containers, step, reporter)
+            made, how = (step.apt.tag,), "installed here"
+        reporter(cache.origin(step.apt.tag, how, registries.push(containers.engine, entry)))
+        return made
 
 
 def _without_deps(the_plan: BuildPlan) -> BuildPlan:

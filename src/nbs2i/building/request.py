@@ -19,7 +19,8 @@ from nbs2i.archive import compile_excludes
 from nbs2i.ca import check_bundle
 from nbs2i.errors import UsageError
 from nbs2i.image import parse_uid_range
-from nbs2i.reference import check_tag
+from nbs2i.reference import ImageRef, check_tag
+from nbs2i.registry import access
 from nbs2i.scripts import check_environment, given_scripts, host_environment
 from nbs2i.source import check_location, check_ref_syntax, clean_context_dir
 
@@ -91,6 +92,13 @@ class BuildRequest:
     # --test: run the notebooks in the new image before the push; one that
     # does not pass fails the build (the tag stays, for a look inside).
     test: NotebookTestOptions | None = None
+    # Registry repositories that hold dependency layers (looked in, in order),
+    # and the one the layers this build makes are pushed to.
+    cache_from: tuple[str, ...] = ()
+    cache_to: str = ""
+    # More tags of TAG's repository the pushed image gets (a moving `latest`).
+    also_tags: tuple[str, ...] = ()
+    registry_access: access.Access = field(default_factory=access.Access)
 
 
 @dataclass(frozen=True)
@@ -133,3 +141,27 @@ def check(request: BuildRequest) -> None:
         from nbs2i.nbtest.options import check_options
 
         check_options(request.test)
+    for repository in request.cache_from:
+        check_cache_repository(repository, "--cache-from")
+    if request.cache_to:
+        check_cache_repository(request.cache_to, "--cache-to")
+    access.check(request.registry_access)
+    if request.also_tags and not request.push:
+        raise UsageError("--also-tag tags what is pushed", "add --push")
+    also_refs(request)
+
+
+def also_refs(request: BuildRequest) -> tuple[str, ...]:
+    """The references --also-tag names: TAG's repository with each tag, checked."""
+    repository = ImageRef.parse(request.tag).repository
+    return tuple(str(check_tag(f"{repository}:{tag}", "--also-tag")) for tag in request.also_tags)
+
+
+def check_cache_repository(repository: str, option: str) -> None:
+    """A cache is a repository: no tag, no digest (nbs2i names the tags)."""
+    parsed = ImageRef.parse(repository)
+    if parsed.tag or parsed.digest:
+        raise UsageError(
+            f"{option} {repository!r} names an image, not a repository",
+            "give REGISTRY/NAME without a tag, e.g. registry.example.org/course/cache",
+        )

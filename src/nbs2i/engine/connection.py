@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from nbs2i.engine.faults import ENGINE_HINT, call
+from nbs2i.engine.faults import ENGINE_HINT, call_once
 from nbs2i.engine.types import Json
 from nbs2i.errors import EngineError, EngineUnavailable
 
@@ -80,9 +80,11 @@ def _settings() -> dict[str, Any]:
 
 
 def _probe(client: docker.APIClient, where: str) -> Json:
-    """The engine's /version answer, or one line saying no engine answers there."""
+    """The engine's /version answer, or one line saying no engine answers there.
+    Asked once: a socket nobody listens on is no engine, and a CI runner
+    without one should hear so at once, not after the retries of a fault."""
     try:
-        answer: object = call(client.version, api_version=False, where=where)
+        answer: object = call_once(client.version, api_version=False, where=where)
     except (EngineUnavailable, EngineError) as exc:
         raise EngineUnavailable(f"no Docker engine answers at {where}", ENGINE_HINT) from exc
     if not isinstance(answer, dict):
