@@ -91,8 +91,10 @@ $(CHP_STAMP):
 
 hub-tools: $(call HUB_STAMP,6) $(call HUB_STAMP,5) $(CHP_STAMP)
 
+# ruff (complexity at most 12 included) and mypy --strict on src/.
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict src
 
 # The unit tier: no engine, no npm, no network; under a minute. Tests that need
 # a file from the network (the OpenShift schema) skip with a reason without it.

@@ -156,7 +156,7 @@ def test_follow_without_an_image_fails() -> None:
 def test_cli_refuses_a_missing_bundle_before_asking_the_engine(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("nbs2i.cli.connect", lambda: pytest.fail("must not connect"))
+    monkeypatch.setattr("nbs2i.cli.output.connect", lambda: pytest.fail("must not connect"))
     code = run_guarded(
         lambda: cli.main(
             ["builder", "build", "--ca-bundle", "/nonexistent/ca.pem"], standalone_mode=False

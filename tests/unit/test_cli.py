@@ -65,9 +65,36 @@ def test_build_output_cannot_rewrite_the_terminal(capsys: pytest.CaptureFixture[
 def test_an_interrupt_is_an_error_event_with_json(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from nbs2i.cli import _json_errors
+    from nbs2i.cli.output import json_errors
 
-    with pytest.raises(KeyboardInterrupt), _json_errors(True):
+    with pytest.raises(KeyboardInterrupt), json_errors(True):
         raise KeyboardInterrupt
     event = json.loads(capsys.readouterr().out)
     assert event["event"] == "error" and event["problem"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "positional"),
+    [
+        ("build", "nbs2i.cli.build:BuildArgs", {"source", "tag"}),
+        ("verify", "nbs2i.cli.examine:VerifyArgs", {"image"}),
+        ("test", "nbs2i.cli.examine:TestArgs", {"image", "patterns"}),
+        (
+            "deploy",
+            "nbs2i.cli.admin:DeployArgs",
+            {"target", "image", "out_dir", "ask_password", "force"},
+        ),
+    ],
+)
+def test_each_option_object_has_a_field_for_every_option(
+    command: str, args: str, positional: set[str]
+) -> None:
+    import dataclasses
+    import importlib
+
+    from nbs2i.cli import cli
+
+    module, name = args.split(":")
+    fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+    params = {p.name for p in cli.commands[command].params}
+    assert fields == params - positional
