@@ -65,7 +65,7 @@ def test_the_container_is_the_restricted_platforms() -> None:
     assert spec.cap_drop == ("ALL",) and spec.security_opt == ("no-new-privileges:true",)
     assert spec.ports == (PortBinding(8888, "127.0.0.1", 9999),)
     assert spec.mounts == ()  # no volume: the image's own fallback is what runs
-    assert spec.env == {"A": "1", "JUPYTER_TOKEN": "tok"}
+    assert {k: v for k, v in spec.env.items() if v} == {"A": "1", "JUPYTER_TOKEN": "tok"}
     assert spec.labels["t"] == "1" and spec.labels[labels.ROLE] == labels.ROLE_RUN
     assert spec.labels[labels.RUN_IMAGE] == "img"
     # The same platform, spelled once: run adds only its own choices.
@@ -127,11 +127,24 @@ def test_stop_trusts_only_a_mark_no_image_can_carry(
 
 def test_password_is_hashed_before_it_reaches_the_container() -> None:
     env = run.server_env(run.RunRequest(image="img", password="pw"), None)
-    assert list(env) == ["JUPYTER_PASSWORD_HASH"]  # never the plain password
+    given = {name for name, value in env.items() if value}
+    assert given == {"JUPYTER_PASSWORD_HASH"}  # never the plain password
     algorithm, salt, digest = env["JUPYTER_PASSWORD_HASH"].split(":")
     assert algorithm == "sha512" and len(salt) == 32
     assert digest == hashlib.sha512(b"pw" + salt.encode()).hexdigest()
     assert run.server_env(run.RunRequest(image="img", password="pw"), None) != env  # salted
+
+
+@pytest.mark.parametrize("password", [None, "pw"])
+def test_the_login_run_gives_is_the_only_one(password: str | None) -> None:
+    # An image's ENV may carry another login (or a hub's token): each is set
+    # empty, which the server and the run script take as not given.
+    request = run.RunRequest(image="img", password=password)
+    env = run.server_env(request, None if password else "tok")
+    logins = ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", "JUPYTER_PASSWORD", "JUPYTER_PASSWORD_HASH")
+    assert {name for name in (*logins, "JUPYTERHUB_API_TOKEN") if env[name]} == (
+        {"JUPYTER_PASSWORD_HASH"} if password else {"JUPYTER_TOKEN"}
+    )
 
 
 @pytest.mark.parametrize("key", ["JUPYTER_TOKEN", "JUPYTER_PASSWORD", "HOME", "1X", "A-B"])

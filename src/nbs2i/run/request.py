@@ -229,8 +229,23 @@ def password_hash(password: str) -> str:
     return f"sha512:{salt}:{digest}"
 
 
+# The logins a server may be given. nbs2i run gives exactly one (its token, or
+# the password's hash): the others are set empty, so that one an image's ENV
+# carries (upstream s2i writes a repository's .s2i/environment there
+# unchecked) works nowhere beside it, and a planted hub token cannot hand the
+# login to a hub of the image's choosing.
+_LOGINS = (
+    "JUPYTER_TOKEN",
+    "JUPYTER_TOKEN_FILE",
+    "JUPYTER_PASSWORD",
+    "JUPYTER_PASSWORD_HASH",
+    "JUPYTERHUB_API_TOKEN",
+)
+
+
 def server_env(request: RunRequest, token: str | None) -> dict[str, str]:
-    env = dict(request.env)
+    env = dict.fromkeys(_LOGINS, "")
+    env.update(request.env)
     if token is not None:
         env["JUPYTER_TOKEN"] = token
     if request.password is not None:
