@@ -146,6 +146,9 @@ def test_scripts_from_the_repository_then_scripts_url(
     out = track.image(tag("scripts"))
     build(engine, request(src, out, tiny_builder), events)
     assert "repo assemble override" in events.outputs and "assemble done" in events.outputs
+    # The server is then started the repository's way: said, once, before the class.
+    said = [w for w in events.warnings if "replaces the builder's run script" in w]
+    assert len(said) == 1, events.warnings
     assert engine.inspect_image(out).config.cmd == ("/tmp/scripts/run",)
     code, text = run_in_image(engine, out, ["/tmp/scripts/run"])
     assert (code, text.strip()) == (0, "repo run")
@@ -160,6 +163,7 @@ def test_scripts_from_the_repository_then_scripts_url(
     events = Events()
     build(engine, request(src, out, tiny_builder, scripts_url=f"file://{url_dir}"), events)
     assert "url assemble" in events.outputs and "repo assemble override" not in events.outputs
+    assert any("replaces the builder's run script" in w for w in events.warnings)
     assert engine.inspect_image(out).config.cmd == ("/tmp/scripts/run",)
     assert_nothing_left(engine)  # the first image, untagged by the rebuild, was removed
 

@@ -45,6 +45,7 @@ from nbs2i import interrupts, registry
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
 from nbs2i.building import assemble, cache, deps, layer, plan, request, tagging
 from nbs2i.building.cache import Cache
+from nbs2i.building.deps import Notice
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
 from nbs2i.building.request import BuildRequest, BuildResult, Injection
 from nbs2i.cleanup import Leftovers
@@ -53,7 +54,7 @@ from nbs2i.errors import BuildError, EngineError, EngineUnavailable
 from nbs2i.image import image_config
 from nbs2i.progress import Event, Reporter, silent
 from nbs2i.prune import find_orphans
-from nbs2i.scripts import build_environment, resolve_scripts
+from nbs2i.scripts import Scripts, build_environment, resolve_scripts
 from nbs2i.source import Source, open_source, redact
 
 if TYPE_CHECKING:
@@ -168,7 +169,24 @@ def read_source(req: BuildRequest, source: Source, builder_labels: Mapping[str, 
     )
     env = build_environment(source.root, req.env_files, dict(req.env))
     found = deps.find(source.root, builder_labels)
-    return Facts(source, scripts, env, found.deps, found.notices)
+    return Facts(source, scripts, env, found.deps, (*found.notices, *_script_notices(scripts)))
+
+
+def _script_notices(scripts: Scripts) -> tuple[Notice, ...]:
+    """A run script the builder did not bring starts the server its own way:
+    what the image promises (a login, the server's environment) is then up to
+    it, and a person should know before the class does."""
+    run = scripts.get("run")
+    if run is None or run.content is None:
+        return ()
+    return (
+        (
+            "ignored",
+            "the repository (or --scripts-url) replaces the builder's run script: the "
+            "server's login and environment are then up to it; `nbs2i verify IMAGE` "
+            "checks that the server still refuses requests without credentials",
+        ),
+    )
 
 
 def _execute(
