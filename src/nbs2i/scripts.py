@@ -270,7 +270,7 @@ ENV_RULES: tuple[EnvRule, ...] = (
         ("JUPYTER_CONFIG_DIR",),
         REFUSED,
         "set to the image's empty, read-only /etc/nbs2i/jupyter",
-        ALWAYS,
+        PATHS,
         "where the server reads its configuration, Python that runs inside it: one "
         "`c.ServerApp.token = ''` switches authentication off",
     ),

@@ -89,6 +89,13 @@ def commit(course: Path, name: str, text: str) -> None:
     git(course, "commit", "-q", "-m", f"edit {name}")
 
 
+def fresh_runner(engine: Engine, *refs: str) -> None:
+    """The engine as a new runner has it: none of these images."""
+    for ref in refs:
+        engine.remove_image(ref, force=True)
+        assert not engine.image_exists(ref)
+
+
 def build(setting: ci.Setting, course: Path, tag: str, *extra: str, env: dict[str, str]) -> Any:
     source = f"file://{course}"
     return nbs2i(*setting.args(source, tag, *extra, *label_args("--container-label")), env=env)
@@ -105,16 +112,26 @@ def test_a_fresh_runner_reuses_the_cache_and_a_runner_with_no_engine_pushes(
     assert ("push", "deps") in cache_actions(first)
     assert any("Pulling" in e["message"] for e in first if e["event"] == "step")
 
-    # A fresh runner: nothing of the first job is left in the engine.
-    for ref in (setting.image("c1"), deps_local, setting.builder):
-        engine.remove_image(ref, force=True)
-        assert not engine.image_exists(ref)
+    # A fresh runner: nothing of the first job is left in the engine. A push
+    # is built in the registry on the cached layer: nothing is pulled.
+    fresh_runner(engine, setting.image("c1"), deps_local, setting.builder)
     again = events(build(setting, course, "c1", env=setting.env))
     track.image(setting.builder)
-    assert cache_actions(again)[:2] == [("hit", "deps"), ("pull", "deps")]
+    assert cache_actions(again) == [("hit", "deps")]
     assert not any("Installing" in e["message"] for e in again), "pip ran again"
     assert done(again)["image"] == result["image"]
+    assert not engine.image_exists(deps_local)
     steps = [e["message"] for e in again if e["event"] == "step"]
+    assert any("is in its registry only" in s for s in steps), steps
+
+    # A build the engine must hold (no push here) pulls the layer instead.
+    fresh_runner(engine, setting.image("c1"), deps_local, setting.builder)
+    args = [a for a in setting.args(f"file://{course}", "c1") if a != "--push"]
+    here = events(nbs2i(*args, *label_args("--container-label"), env=setting.env))
+    assert cache_actions(here)[:2] == [("hit", "deps"), ("pull", "deps")]
+    assert not any("Installing" in e["message"] for e in here), "pip ran again"
+    assert done(here)["image"] == result["image"]
+    steps = [e["message"] for e in here if e["event"] == "step"]
     assert any(f"{deps_local}: pulled from {setting.cache}:deps-" in s for s in steps), steps
 
     # No engine at all: the same commit is the same image (config digest)...

@@ -227,6 +227,31 @@ def test_a_dependency_layer_must_be_in_the_cache() -> None:
     assert "--as-dockerfile" in exc.value.fix
 
 
+@pytest.mark.parametrize(
+    ("change", "local", "cache_to", "built_there"),
+    [
+        ({}, False, "", True),
+        ({}, False, "r.example/cache", True),  # the entry is where --cache-to puts it
+        ({}, False, "r.example/other", False),  # --cache-to needs it pulled, then pushed
+        ({}, True, "", False),  # the engine has the layer: no download to save
+        ({"push": False}, False, "", False),
+        ({"then_run": True}, False, "", False),  # --run needs the image here
+        ({"always_assemble": True}, False, "", False),
+    ],
+)
+def test_a_push_on_a_cached_layer_is_built_in_the_registry(
+    change: dict[str, object], local: bool, cache_to: str, built_there: bool
+) -> None:
+    deps = Dependencies(files=(("requirements.txt", b"numpy\n"),))
+    options: dict[str, object] = {"push": True, "cache_from": ("r.example/cache",), **change}
+    req = request(builder="r.example/b:1", cache_to=cache_to, **options)
+    the_plan = plan(req, "r.example/b:1", BUILDER, facts(deps=deps), SHIPPED)
+    assert the_plan.deps is not None
+    hit = f"r.example/cache:deps-{the_plan.deps.key}"
+    assert direct.onto_cache_entry(the_plan, local, hit) is built_there
+    assert direct.onto_cache_entry(the_plan, local, "") is False
+
+
 def test_a_build_that_runs_assemble_needs_an_engine() -> None:
     builder = replace(
         BUILDER,

@@ -275,7 +275,7 @@ def test_secret_env_names_are_shown_values_never() -> None:
 SERVER_CASES = {
     # What a hand-written or docker-stacks image may carry: each steers the server.
     "config-path": ({"JUPYTER_CONFIG_PATH": "/etc/other"}, "JUPYTER_CONFIG_PATH"),
-    "config-dir": ({"JUPYTER_CONFIG_DIR": "/opt/conf"}, "JUPYTER_CONFIG_DIR"),
+    "config-dir": ({"JUPYTER_CONFIG_DIR": "/home/jovyan/.jupyter"}, "JUPYTER_CONFIG_DIR"),
     "password-hash": ({"JUPYTER_PASSWORD_HASH": "argon2:xyz"}, "JUPYTER_PASSWORD_HASH"),
     "hub-url": ({"JUPYTERHUB_API_URL": "http://hub/"}, "JUPYTERHUB_API_URL"),
     "gateway": ({"JUPYTER_GATEWAY_URL": "https://gw/"}, "JUPYTER_GATEWAY_URL"),
@@ -305,6 +305,7 @@ def test_env_that_leaves_the_server_alone_passes(good_files: FileFacts) -> None:
     harmless = {
         "JUPYTER_PORT": "8888",
         "JUPYTER_PATH": "/usr/local/share/jupyter",  # the image's own directory
+        "JUPYTER_CONFIG_DIR": "/etc/nbs2i/jupyter",  # the image's own, empty, read-only
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": "/usr/lib/course",
         "COURSE": "intro",

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from nbs2i import interrupts, registry
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
-from nbs2i.building import assemble, cache, deps, layer, plan, request, tagging
+from nbs2i.building import assemble, cache, deps, direct, layer, plan, request, tagging
 from nbs2i.building.cache import Cache
 from nbs2i.building.deps import Notice
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
@@ -199,8 +199,11 @@ def _execute(
     started: float,
 ) -> BuildResult:
     req = the_plan.request
+    found = _in_cache(engine, the_plan, registries)
+    if found and direct.onto_cache_entry(the_plan, False, found):
+        return _in_registry(registries, the_plan, found, source, reporter, started)
     containers = assemble.Containers(engine, the_plan, leftovers)
-    deps_tag, reused, made = _dependency_layer(containers, registries, source, reporter)
+    deps_tag, reused, made = _dependency_layer(containers, registries, source, reporter, found)
     if the_plan.deps is not None and not deps_tag:
         the_plan = containers.plan = _without_deps(the_plan)
     image_id, method, used_artifacts = _notebooks(containers, the_plan, source, reporter)
@@ -219,6 +222,47 @@ def _execute(
         caches_made=made,
         incremental=used_artifacts,
         method=method,
+        pushed=pushed,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    finish(result, reporter)
+    return result
+
+
+def _in_cache(engine: Docker, the_plan: BuildPlan, registries: Cache) -> str | None:
+    """The dependency layer's --cache-from entry, looked up once, when a push
+    could be built on it in the registry (None: not looked up)."""
+    step, req = the_plan.deps, the_plan.request
+    if step is None or not req.push or the_plan.layer is None or engine.image_exists(step.tag):
+        return None
+    return registries.find(cache.deps_entry(step))
+
+
+def _in_registry(
+    registries: Cache,
+    the_plan: BuildPlan,
+    found: str,
+    source: Source,
+    reporter: Reporter,
+    started: float,
+) -> BuildResult:
+    """A push built in the registry on the dependency layer's cache entry."""
+    image_id, pushed = direct.build_on_entry(registries, the_plan, found, source, reporter)
+    reporter(
+        Event(
+            "step",
+            f"{the_plan.request.tag} is in its registry only (this engine did not need the "
+            f"dependency layer): `docker pull {pushed}` runs it here",
+        )
+    )
+    result = BuildResult(
+        tag=the_plan.request.tag,
+        image_id=image_id,
+        builder=the_plan.builder,
+        labels=dict(the_plan.labels),
+        deps_image=found,
+        deps_reused=True,
+        method="layer",
         pushed=pushed,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -258,11 +302,16 @@ def finish(result: BuildResult, reporter: Reporter) -> None:
 
 
 def _dependency_layer(
-    containers: assemble.Containers, registries: Cache, source: Source, reporter: Reporter
+    containers: assemble.Containers,
+    registries: Cache,
+    source: Source,
+    reporter: Reporter,
+    found: str | None = None,
 ) -> tuple[str, bool, tuple[str, ...]]:
     """(the dependency layer's tag, whether it was reused, the cache images made);
     ("", False, ...) without one. Builds that need the same layer at once wait
-    for the first one to make it, then reuse it."""
+    for the first one to make it, then reuse it. `found`: the --cache-from
+    entry when it was looked up already ("" for none), None when not."""
     step = containers.plan.deps
     if step is None:
         return "", False, ()
@@ -275,7 +324,7 @@ def _dependency_layer(
         made: tuple[str, ...] = ()
         if containers.engine.image_exists(step.tag):
             how = "reused from the engine"
-        elif found := registries.find(entry):
+        elif found := (registries.find(entry) if found is None else found):
             registries.pull(containers.engine, entry, found)
             how = f"pulled from {found}"
         else:

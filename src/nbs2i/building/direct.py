@@ -109,6 +109,32 @@ def decide(the_plan: BuildPlan, cache_hit: str) -> str:
     return cache_hit or the_plan.builder
 
 
+def onto_cache_entry(the_plan: BuildPlan, local: bool, hit: str) -> bool:
+    """With an engine: whether to build in the registry instead, on the
+    dependency layer's cache entry, rather than pull it. Only for a push that
+    nothing here needs (no --test, no --run), when nbs2i writes the notebook
+    layer, the layer is not in this engine, and the entry is already where
+    --cache-to would put it: a new CI runner then sends its notebook layer
+    alone, as a runner with no engine does."""
+    req, step = the_plan.request, the_plan.deps
+    wanted = req.push and req.test is None and not req.then_run
+    if not wanted or the_plan.layer is None or step is None or local or not hit:
+        return False
+    return not req.cache_to or hit == cache.deps_entry(step).ref(req.cache_to)
+
+
+def build_on_entry(
+    registries: Cache, the_plan: BuildPlan, hit: str, source: Source, reporter: Reporter
+) -> tuple[str, str]:
+    """The image built in the registry on the cache entry `hit` (see
+    `onto_cache_entry`): (its id, the pushed reference pinned by digest)."""
+    assert the_plan.deps is not None
+    base = _cache_entry(registries, the_plan, hit)
+    how = f"used from {hit}, in the registry (not pulled: the image is built there)"
+    reporter(cache.origin(the_plan.deps.tag, how))
+    return _write_and_push(registries, the_plan, base, source, reporter)
+
+
 # -- the build -----------------------------------------------------------------------
 
 

@@ -92,6 +92,8 @@ class BuildRequest:
     # --test: run the notebooks in the new image before the push; one that
     # does not pass fails the build (the tag stays, for a look inside).
     test: NotebookTestOptions | None = None
+    # --run: the image is started here once built, so it must be in the engine.
+    then_run: bool = False
     # Registry repositories that hold dependency layers (looked in, in order),
     # and the one the layers this build makes are pushed to.
     cache_from: tuple[str, ...] = ()

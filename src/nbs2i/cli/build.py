@@ -238,6 +238,7 @@ def _request(source: str, tag: str, args: BuildArgs) -> BuildRequest:
         push=args.push,
         container_labels=values.pairs(args.container_label, "--container-label"),
         test=_test_options(args),
+        then_run=args.run_after,
         also_tags=args.also_tag,
         cache_from=args.cache_from,
         cache_to=args.cache_to,
