@@ -143,7 +143,7 @@ def race_once(
         assert not engine.image_exists(image)
     else:
         assert result.code == 0, result.stderr
-        found = secret_hits(engine, image, [marker, own])
+        found = secret_hits(image, [marker, own])
         assert found == [own.decode()], f"the image holds {found}"
         engine.remove_image(image, force=True)
     shutil.rmtree(root.parent)
