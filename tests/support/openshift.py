@@ -102,8 +102,7 @@ def spec_path() -> Path:
     if not path.is_file():
         pytest.skip(
             f"the OpenShift OpenAPI document is not at {path} (fetched from npm by "
-            "`make openshift-schema`, which `make test` runs)",
-            pytrace=False,
+            "`make openshift-schema`, which `make test` runs)"
         )
     return path
 
