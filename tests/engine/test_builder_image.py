@@ -326,8 +326,9 @@ def test_tini_reaps_orphans(engine: Engine, track: Tracker, builder_image: str) 
     server = serve(engine, track, builder_image)
     assert sh(engine, server.cid, "tr '\\0' ' ' < /proc/1/cmdline").startswith("tini -g --")
     # The subshell exits at once, so each sleep is orphaned; it must not hold
-    # the exec's output open.
-    start = "(sleep 2 </dev/null >/dev/null 2>&1 & echo $!)"
+    # the exec's output open. It sleeps long enough to be looked at on a busy
+    # machine, and is then ended.
+    start = "(sleep 60 </dev/null >/dev/null 2>&1 & echo $!)"
     pids = [int(sh(engine, server.cid, start).strip()) for _ in range(3)]
     # Each orphan exists, and its parent is now PID 1...
     parents = [
@@ -335,6 +336,7 @@ def test_tini_reaps_orphans(engine: Engine, track: Tracker, builder_image: str) 
         for pid in pids
     ]
     assert parents == ["1", "1", "1"], parents
+    sh(engine, server.cid, "kill " + " ".join(map(str, pids)))
 
     # ...which collects each one when it ends: no /proc entry left, not even a zombie.
     def reaped() -> bool:
