@@ -13,11 +13,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nbs2i import defaults
 from nbs2i.engine import Engine
 from nbs2i.errors import Nbs2iError
 from tests.support import docker_api, engines
@@ -25,6 +27,8 @@ from tests.support.session import LABEL_PAIRS, SESSION_FILTER, tag
 from tests.support.tracker import Tracker
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample-notebooks"
+# The JupyterHub major the default builder is not for.
+OTHER_HUB = next(m for m in defaults.JUPYTERHUB_MAJORS if m != defaults.JUPYTERHUB_MAJOR)
 
 
 @pytest.fixture(scope="session")
@@ -94,41 +98,76 @@ def _build_stages(engine: Engine) -> set[str]:
     return {i.id for i in engine.images(labels=[labels.BUILD_STAGE])}
 
 
+# The fixtures that need a builder variant, and what builds it (the env
+# variable that names an existing one instead, its tag, its build options).
+VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "r_builder": ("NBS2I_TEST_BUILDER_R", "builder-r", {"variant": "r"}),
+    "other_hub_lectures": (
+        "NBS2I_TEST_BUILDER_OTHER_HUB",
+        f"builder-jupyterhub{OTHER_HUB}",
+        {"jupyterhub_major": OTHER_HUB},
+    ),
+}
+
+
+def _variant(session_tracker: Tracker, env: str, name: str, options: dict[str, str]) -> str:
+    """One builder variant: the image env names, or one built now (on an engine
+    connection of its own: this runs beside the tests)."""
+    reuse = os.environ.get(env, "")
+    with Engine.connect() as engine:
+        if reuse:
+            if not engine.image_exists(reuse):
+                pytest.fail(f"{env}={reuse} is not in the engine", pytrace=False)
+            return reuse
+        ref = session_tracker.image(tag(name))
+        _build_builder(engine, ref, **options)
+        return ref
+
+
+# The variants' builds under way, started by `builder_image` (see there).
+_VARIANT_BUILDS: dict[str, Future[str]] = {}
+
+
+def _variant_build(name: str) -> str:
+    found = _VARIANT_BUILDS.get(name)
+    if found is None:
+        pytest.fail(f"no build of the builder variant for {name} was started", pytrace=False)
+    return found.result()
+
+
 @pytest.fixture(scope="session")
-def r_builder(engine: Engine, session_tracker: Tracker, builder_image: str) -> Iterator[str]:
-    """The R variant of the builder (R and the IR kernel from Debian), built after
-    `builder_image` so that it reuses its cached layers.
+def r_builder(builder_image: str) -> str:
+    """The R variant of the builder (R and the IR kernel from Debian).
     NBS2I_TEST_BUILDER_R=<image> reuses an existing one instead."""
-    reuse = os.environ.get("NBS2I_TEST_BUILDER_R", "")
-    if reuse:
-        if not engine.image_exists(reuse):
-            pytest.fail(f"NBS2I_TEST_BUILDER_R={reuse} is not in the engine", pytrace=False)
-        yield reuse
-        return
-    before = _build_stages(engine)
-    ref = session_tracker.image(tag("builder-r"))
-    _build_builder(engine, ref, variant="r")
-    yield ref
-    _remove_new_build_stages(engine, before)
+    return _variant_build("r_builder")
 
 
 @pytest.fixture(scope="session")
-def builder_image(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
+def builder_image(
+    request: pytest.FixtureRequest, engine: Engine, session_tracker: Tracker
+) -> Iterator[str]:
     """The builder image built from the current s2i/ through nbs2i.builder,
     tagged nbs2i-test/builder:<session> and untagged at the end.
     NBS2I_TEST_BUILDER=<image> reuses an existing image instead (fast iteration).
-    A build-stage image (the engine's cache of the pip step) that this session
-    made is removed at the end too; one that was there before stays."""
-    reuse = os.environ.get("NBS2I_TEST_BUILDER", "")
-    if reuse:
-        if not engine.image_exists(reuse):
-            pytest.fail(f"NBS2I_TEST_BUILDER={reuse} is not in the engine", pytrace=False)
-        yield reuse
-        return
+
+    Once it is there, the variants the session's tests use (the R one, the
+    other JupyterHub major's) are built in the background: their builds reuse
+    its cached stages and mostly download, so tests run meanwhile and those
+    that need a variant wait only for what is left. A build-stage image (the
+    engine's cache of the pip step) that this session made is removed at the
+    end too; one that was there before stays."""
     before = _build_stages(engine)
-    ref = session_tracker.image(tag("builder"))
-    _build_builder(engine, ref)
-    yield ref
+    ref = os.environ.get("NBS2I_TEST_BUILDER", "")
+    if ref and not engine.image_exists(ref):
+        pytest.fail(f"NBS2I_TEST_BUILDER={ref} is not in the engine", pytrace=False)
+    if not ref:
+        ref = session_tracker.image(tag("builder"))
+        _build_builder(engine, ref)
+    used = {n for item in request.session.items for n in VARIANTS if n in item.fixturenames}
+    with ThreadPoolExecutor(len(VARIANTS)) as pool:
+        for name in sorted(used):
+            _VARIANT_BUILDS[name] = pool.submit(_variant, session_tracker, *VARIANTS[name])
+        yield ref
     _remove_new_build_stages(engine, before)
 
 
@@ -165,27 +204,20 @@ def lecture_image(sample_build: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def other_hub_lectures(engine: Engine, session_tracker: Tracker) -> Iterator[str]:
+def other_hub_lectures(engine: Engine, session_tracker: Tracker, builder_image: str) -> str:
     """The lectures (without their dependencies) on a builder for the JupyterHub
     major the default builder is not for. NBS2I_TEST_BUILDER_OTHER_HUB=<image>
     reuses such a builder."""
-    from nbs2i import defaults
     from tests.support.images import build_notebooks
 
-    other = next(m for m in defaults.JUPYTERHUB_MAJORS if m != defaults.JUPYTERHUB_MAJOR)
-    before = _build_stages(engine)
-    ref = os.environ.get("NBS2I_TEST_BUILDER_OTHER_HUB", "")
-    if not ref:
-        ref = session_tracker.image(tag(f"builder-jupyterhub{other}"))
-        _build_builder(engine, ref, jupyterhub_major=other)
+    ref = _variant_build("other_hub_lectures")
     with tempfile.TemporaryDirectory(prefix="lectures-") as tmp:
         source = Path(tmp) / "lectures"
         shutil.copytree(SAMPLES, source, ignore=shutil.ignore_patterns("requirements.txt"))
-        made = build_notebooks(engine, source, tag(f"lectures-jupyterhub{other}"), ref)
+        made = build_notebooks(engine, source, tag(f"lectures-jupyterhub{OTHER_HUB}"), ref)
     for image in made:
         session_tracker.image(image)
-    yield made[0]
-    _remove_new_build_stages(engine, before)
+    return made[0]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
