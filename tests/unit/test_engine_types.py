@@ -16,8 +16,17 @@ from typing import Any
 
 import pytest
 
-from nbs2i.engine import BuildEvent, ContainerInfo, EngineInfo, ImageInfo, ImageSummary
-from nbs2i.engine.types import path_kind, stream_digest, stream_error
+from nbs2i.engine import (
+    BuildEvent,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    ImageInfo,
+    ImageSummary,
+    Tmpfs,
+)
+from nbs2i.engine.mapping import host_config, tmpfs_options
+from nbs2i.engine.types import image_id, path_kind, stream_digest, stream_error
 from nbs2i.errors import EngineError
 
 ANSWERS = Path(__file__).parent / "engine_answers"
@@ -155,3 +164,53 @@ def test_container_info_ports_mounts_and_health() -> None:
         ("bind", "/srv/course", "/data"),
     ]
     assert info.user == "1000680000:0" and info.labels == {"a": "b"}
+
+
+def test_a_bare_image_id_gets_dockers_prefix_so_short_ids_are_prefixes() -> None:
+    bare = "09ec94f2d40dfd1371a2da102f69c14541296d92f32131ec4addd85e19860cab"
+    assert image_id(bare) == f"sha256:{bare}"
+    assert image_id(f"sha256:{bare}") == f"sha256:{bare}"
+    assert image_id("") == "" and image_id("not-an-id") == "not-an-id"
+    assert BuildEvent.from_api({"aux": {"ID": bare}}) == [BuildEvent(image_id=f"sha256:{bare}")]
+    assert ImageInfo.from_api({"Id": bare}).id == f"sha256:{bare}"
+
+
+@pytest.mark.parametrize(
+    ("info", "store", "keeps"),
+    [
+        (
+            EngineInfo("docker", "20.10", "1.41", "overlay2", "linux", "amd64"),
+            "Docker's classic image store (overlay2)",
+            False,
+        ),
+        (
+            EngineInfo("docker", "28.5", "1.51", "containerd", "linux", "amd64"),
+            "Docker's containerd image store",
+            True,
+        ),
+        (
+            EngineInfo("podman", "4.3.1", "1.41", "overlay", "linux", "amd64"),
+            "podman's image store (overlay)",
+            False,
+        ),
+    ],
+)
+def test_the_image_store_in_words(info: EngineInfo, store: str, keeps: bool) -> None:
+    assert (info.store, info.keeps_manifests) == (store, keeps)
+
+
+def test_a_tmpfs_is_mounted_empty_on_every_engine() -> None:
+    docker = EngineInfo("docker", "20.10", "1.41", "overlay2", "linux", "amd64")
+    podman = EngineInfo("podman", "4.3.1", "1.41", "overlay", "linux", "amd64")
+    scratch = Tmpfs("/tmp")
+    home = Tmpfs("/home/jovyan", 0o775, 512 << 20, exec=True)
+    assert tmpfs_options(scratch, docker) == "rw,nosuid,nodev,noexec,mode=1777"
+    assert tmpfs_options(home, docker) == "rw,nosuid,nodev,exec,mode=0775,size=536870912"
+    # podman copies the image's files at the path into a tmpfs unless told not to.
+    assert tmpfs_options(scratch, podman) == "rw,nosuid,nodev,noexec,mode=1777,notmpcopyup"
+    spec = ContainerSpec("img", tmpfs=(scratch, home))
+    assert host_config(spec, docker)["tmpfs"] == {
+        "/tmp": scratch.options(),
+        "/home/jovyan": home.options(),
+    }
+    assert host_config(ContainerSpec("img"), podman)["tmpfs"] is None

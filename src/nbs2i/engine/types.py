@@ -47,6 +47,26 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs at `target`, owned by root with `mode`, empty on every engine (a
+    platform's emptyDir is): podman would otherwise copy what the image has at
+    that path into it."""
+
+    target: str
+    mode: int = 0o1777
+    size: int = 0  # bytes; 0: the engine's default
+    exec: bool = False  # Docker's default for a tmpfs is noexec; a volume is not
+
+    def options(self) -> str:
+        """Its mount options as Docker's `--tmpfs` and HostConfig.Tmpfs spell them."""
+        found = ["rw", "nosuid", "nodev", "exec" if self.exec else "noexec"]
+        found.append(f"mode={self.mode:04o}")
+        if self.size:
+            found.append(f"size={self.size}")
+        return ",".join(found)
+
+
+@dataclass(frozen=True)
 class PortBinding:
     """A container TCP port published on host_ip:host_port (0: the engine picks)."""
 
@@ -72,7 +92,7 @@ class ContainerSpec:
     name: str = ""
     working_dir: str = ""
     mounts: tuple[Mount, ...] = ()
-    tmpfs: Mapping[str, str] = field(default_factory=dict)  # path -> mount options
+    tmpfs: tuple[Tmpfs, ...] = ()
     read_only: bool = False
     cap_drop: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
@@ -166,7 +186,7 @@ class ImageInfo:
     @classmethod
     def from_api(cls, raw: Json) -> ImageInfo:
         return cls(
-            id=_text(raw, "Id"),
+            id=image_id(_text(raw, "Id")),
             tags=_tags(raw),
             config=ImageConfig.from_api(_object(raw, "Config")),
             layers=_strings(_object(raw, "RootFS"), "Layers"),
@@ -185,7 +205,7 @@ class ImageSummary:
 
     @classmethod
     def from_api(cls, raw: Json) -> ImageSummary:
-        return cls(_text(raw, "Id"), _tags(raw), _labels(raw))
+        return cls(image_id(_text(raw, "Id")), _tags(raw), _labels(raw))
 
 
 @dataclass(frozen=True)
@@ -297,9 +317,9 @@ class BuildEvent:
         if error:
             return [cls(error=error)]
         found = []
-        image_id = _text(_object(raw, "aux"), "ID")
-        if image_id:
-            found.append(cls(image_id=image_id))
+        built = image_id(_text(_object(raw, "aux"), "ID"))
+        if built:
+            found.append(cls(image_id=built))
         if raw.get("stream"):
             found.append(cls(stream=_text(raw, "stream")))
         return found
@@ -315,6 +335,22 @@ class EngineInfo:
     image_store: str  # "containerd", else the storage driver ("overlay2", "overlay")
     os: str  # "linux"
     arch: str  # "amd64", as image platforms name it
+
+    @property
+    def keeps_manifests(self) -> bool:
+        """The store keeps each image's manifest, and names the image by its digest
+        (Docker's containerd image store); the others name it by its config's."""
+        return self.image_store == "containerd"
+
+    @property
+    def store(self) -> str:
+        """The image store in words."""
+        if self.keeps_manifests:
+            return "Docker's containerd image store"
+        driver = f" ({self.image_store})" if self.image_store else ""
+        if self.kind == "podman":
+            return f"podman's image store{driver}"
+        return f"Docker's classic image store{driver}"
 
     @classmethod
     def from_api(cls, version: Json, info: Json) -> EngineInfo:
@@ -332,6 +368,13 @@ class EngineInfo:
 
 
 # -- readers of the engine's JSON ----------------------------------------------------
+
+
+def image_id(text: str) -> str:
+    """An image id as Docker writes it, `sha256:<hex>`: podman's commit (and its
+    libpod answers) give the bare hex, so that a short id would not be a prefix."""
+    bare = len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return f"sha256:{text}" if bare else text
 
 
 def stream_error(raw: Json) -> str:
