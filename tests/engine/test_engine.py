@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbs2i.engine import ContainerSpec, Engine, Mount, PortBinding
+from nbs2i.engine import ContainerSpec, Engine, Mount, PortBinding, Tmpfs
 from nbs2i.errors import EngineError, NotFound
 from tests.support.session import LABELS
 from tests.support.tracker import Tracker
@@ -45,7 +45,7 @@ def test_container_round_trip(engine: Engine, track: Tracker) -> None:
         env={"GREETING": "hi there"},
         labels=LABELS,
         mounts=(Mount(volume, "/data"),),
-        tmpfs={"/tmp": "rw,nosuid,nodev,mode=1777"},
+        tmpfs=(Tmpfs("/tmp", 0o1777),),
         read_only=True,
         cap_drop=("ALL",),
         security_opt=("no-new-privileges:true",),
