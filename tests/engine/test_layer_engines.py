@@ -15,7 +15,7 @@ import pytest
 
 from nbs2i.building import build
 from nbs2i.engine import Engine
-from tests.support import engines
+from tests.support import docker_api, engines
 from tests.support.builds import SAMPLES, Events
 from tests.support.builds import request as build_request
 from tests.support.cli import nbs2i
@@ -65,7 +65,7 @@ def test_the_written_layer_loads_repeats_and_saves_whole(
     assert (again.method, again.image_id) == ("layer", first.image_id)
     code, listing = run_in_image(engine, out, ["ls", DEST])
     assert code == 0 and "01-python-basics.ipynb" in listing.split(), listing
-    whole = engines.saved(engine.export_image(out))
+    whole = engines.saved(docker_api.save(out))
     assert whole.missing == (), f"docker save left out {whole.missing}"
     # The engine's id is the config's digest, or on the containerd store the manifest's.
     if engines.current() != engines.CONTAINERD_STORE:
@@ -92,5 +92,5 @@ def test_the_same_commit_gives_the_host_engines_config_digest(
     finally:
         engines.remove_on_host(out)
     assert host["method"] == "layer"
-    assert engines.saved(engine.export_image(out)).config_digest == host["image"]
+    assert engines.saved(docker_api.save(out)).config_digest == host["image"]
     assert_nothing_left(engine)
