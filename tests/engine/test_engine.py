@@ -72,3 +72,6 @@ def test_refusals_read_as_nbs2i_errors(engine: Engine) -> None:
     with pytest.raises(EngineError) as info:
         engine.load_image(chunk for chunk in [b"not a tar archive"])
     assert "\n" not in str(info.value)
+    # A pull the engine fails in its stream (no registry answers there) is said too.
+    with pytest.raises(NotFound, match="cannot pull 127.0.0.1:9/nbs2i-test/absent:never"):
+        engine.pull("127.0.0.1:9/nbs2i-test/absent:never")

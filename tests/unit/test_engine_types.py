@@ -25,7 +25,7 @@ from nbs2i.engine import (
     ImageSummary,
     Tmpfs,
 )
-from nbs2i.engine.mapping import host_config, tmpfs_options
+from nbs2i.engine.mapping import host_config, pull_params, push_params, tmpfs_options
 from nbs2i.engine.types import image_id, path_kind, stream_digest, stream_error
 from nbs2i.errors import EngineError
 
@@ -98,10 +98,44 @@ def test_a_stream_error_is_one_line(event: dict[str, Any], said: str) -> None:
     assert stream_error(event) == said
 
 
-def test_a_push_digest_comes_from_its_aux_message() -> None:
+def test_a_push_digest_comes_from_its_aux_message_or_its_last_line() -> None:
     assert stream_digest({"aux": {"Tag": "1", "Digest": "sha256:d", "Size": 5}}) == "sha256:d"
     assert stream_digest({"aux": "not an object"}) == ""
     assert stream_digest({"status": "Pushed"}) == ""
+    # The containerd store and podman say it only in the line that ends the push.
+    digest = "sha256:" + "c3" * 32
+    assert stream_digest({"status": f"t: digest: {digest} size: 429"}) == digest
+    assert stream_digest({"status": f"t: digest: {digest[:-1]} size: 429"}) == ""
+    assert stream_digest({"status": f"my digest: {digest} size: 1 and more"}) == ""
+
+
+@pytest.mark.parametrize(
+    ("repository", "podman_params"),
+    [
+        ("127.0.0.1:5000/c/l", {"tag": "1", "tlsVerify": "false"}),
+        ("localhost:5000/c/l", {"tag": "1", "tlsVerify": "false"}),
+        ("[::1]:5000/c/l", {"tag": "1", "tlsVerify": "false"}),
+        ("registry.example.org/c/l", {"tag": "1"}),
+        ("127.0.0.1.example.org/c/l", {"tag": "1"}),
+        ("c/l", {"tag": "1"}),
+    ],
+)
+def test_podman_is_told_a_loopback_registry_needs_no_tls(
+    repository: str, podman_params: dict[str, str]
+) -> None:
+    docker = EngineInfo("docker", "20.10", "1.41", "overlay2", "linux", "amd64")
+    podman = EngineInfo("podman", "4.3.1", "1.41", "overlay", "linux", "amd64")
+    assert push_params(repository, "1", podman) == podman_params
+    assert push_params(repository, "1", docker) == {"tag": "1"}
+    compat = ("/images/create", {"fromImage": repository, "tag": "1"})
+    assert pull_params(repository, "1", docker) == compat
+    if "tlsVerify" in podman_params:  # podman's Docker API cannot be told: its own can
+        own = {"reference": f"{repository}:1", "tlsVerify": "false"}
+        assert pull_params(repository, "1", podman) == ("/libpod/images/pull", own)
+        digest = "sha256:" + "a" * 64
+        assert pull_params(repository, digest, podman)[1]["reference"] == f"{repository}@{digest}"
+    else:
+        assert pull_params(repository, "1", podman) == compat
 
 
 def test_build_messages_become_events() -> None:

@@ -30,7 +30,7 @@ from nbs2i.archive import CHUNK, TarFile, files_tar
 from nbs2i.engine import Docker, EngineInfo, ImageInfo
 from nbs2i.errors import EngineError
 from nbs2i.localcache import cache_dir
-from nbs2i.reference import split
+from nbs2i.reference import registry_host, split
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 BLOBS = "blobs/sha256/"
@@ -148,12 +148,11 @@ def full_name(tag: str) -> str:
     name with a registry host stays as it is."""
     repository, label = split(tag)
     first, _, rest = repository.partition("/")
-    has_host = "." in first or ":" in first or first == "localhost" or first.startswith("[")
     if not rest:
         repository = f"docker.io/library/{repository}"
     elif first == "docker.io" and "/" not in rest:
         repository = f"docker.io/library/{rest}"
-    elif not has_host:
+    elif not registry_host(repository):
         repository = f"docker.io/{repository}"
     return f"{repository}:{label}"
 

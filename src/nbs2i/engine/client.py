@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nbs2i.engine.connection import open_client
 from nbs2i.engine.faults import call, call_once, engine_exceptions, timed_out, translate
-from nbs2i.engine.mapping import create_args, filters, host_config
+from nbs2i.engine.mapping import create_args, filters, host_config, pull_params, push_params
 from nbs2i.engine.types import (
     BuildEvent,
     BuildSpec,
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     import docker
 
 T = TypeVar("T")
+# podman's own API, beside its Docker-compatible one (any 4.x serves this prefix).
+LIBPOD_VERSION = "v4.0.0"
 
 
 class Engine:
@@ -104,7 +106,7 @@ class Engine:
             return raw
         api: Any = self._api
         bare = str(raw.get("Id") or "").removeprefix("sha256:")
-        url = f"{api.base_url}/v4.0.0/libpod/images/{urllib.parse.quote(bare)}/json"
+        url = f"{api.base_url}/{LIBPOD_VERSION}/libpod/images/{urllib.parse.quote(bare)}/json"
         native = self._object(lambda: api._result(api._get(url), json=True))
         healthcheck = native.get("Healthcheck")
         if not isinstance(healthcheck, Mapping) or not healthcheck:
@@ -138,9 +140,14 @@ class Engine:
         return True
 
     def pull(self, ref: str) -> None:
+        """Pull with the credentials of the usual Docker config; NotFound when the
+        engine could not, whether it says so by its status or in its stream."""
         repo, tag = split(ref)
         try:
-            self._call(self._api.pull, repo, tag=tag)
+            for event in self._events(self._call(self._pull_stream, repo, tag)):
+                error = stream_error(event)
+                if error:
+                    raise EngineError(error)
         except EngineError as exc:
             raise NotFound(
                 f"cannot pull {ref} ({exc.problem})",
@@ -152,7 +159,7 @@ class Engine:
         """Push with the credentials of the usual Docker config; the pushed digest."""
         repo, tag = split(ref)
         digest = ""
-        stream = self._call(self._api.push, repo, tag=tag, stream=True, decode=True)
+        stream = self._call(self._push_stream, repo, tag)
         for event in self._events(stream):
             error = stream_error(event)
             if error:
@@ -161,6 +168,35 @@ class Engine:
         if not digest:
             raise EngineError(f"pushing {ref} ended without a digest")
         return digest
+
+    def _pull_stream(self, repo: str, tag: str) -> Iterator[Json]:
+        """docker-py's pull, where this engine needs it (`pull_params`)."""
+        api: Any = self._api
+        path, params = pull_params(repo, tag, self.describe())
+        libpod = path.startswith("/libpod/")
+        url = f"{api.base_url}/{LIBPOD_VERSION}{path}" if libpod else api._url(path)
+        response = api._post(url, params=params, headers=self._auth(repo), stream=True)
+        api._raise_for_status(response)
+        stream: Iterator[Json] = api._stream_helper(response, decode=True)
+        return stream
+
+    def _push_stream(self, repo: str, tag: str) -> Iterator[Json]:
+        """docker-py's push, with the query this engine needs (`push_params`)."""
+        api: Any = self._api
+        params = push_params(repo, tag, self.describe())
+        url = api._url("/images/{0}/push", repo)
+        response = api._post_json(url, None, headers=self._auth(repo), stream=True, params=params)
+        api._raise_for_status(response)
+        stream: Iterator[Json] = api._stream_helper(response, decode=True)
+        return stream
+
+    def _auth(self, repo: str) -> dict[str, str | bytes]:
+        """The registry credentials header, from the usual Docker config, as
+        docker-py's pull and push send it."""
+        from docker import auth
+
+        header = auth.get_config_header(self._api, auth.resolve_repository_name(repo)[0])
+        return {"X-Registry-Auth": header} if header else {}
 
     def tag(self, image: str, ref: str) -> None:
         repo, tag = split(ref)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from nbs2i.engine.types import ContainerSpec, EngineInfo, Tmpfs
+from nbs2i.reference import is_loopback, registry_host
 
 # podman's own tmpfs option: no copy of the image's files at that path. Docker
 # refuses it (and never copies).
@@ -48,6 +49,31 @@ def host_config(spec: ContainerSpec, engine: EngineInfo) -> dict[str, Any]:
         "network_mode": spec.network or None,
         "log_config": _log_config(spec.log_limit),
     }
+
+
+def needs_no_tls(repository: str, engine: EngineInfo) -> bool:
+    """Whether podman must be told that the registry may speak plain HTTP: Docker
+    takes a registry on loopback as such by itself, podman verifies TLS
+    everywhere unless told (as nbs2i's own registry client, both then reach a
+    registry on this machine alike)."""
+    return engine.kind == "podman" and is_loopback(registry_host(repository))
+
+
+def push_params(repository: str, tag: str, engine: EngineInfo) -> dict[str, str]:
+    """A push's query."""
+    params = {"tag": tag}
+    if needs_no_tls(repository, engine):
+        params["tlsVerify"] = "false"
+    return params
+
+
+def pull_params(repository: str, tag: str, engine: EngineInfo) -> tuple[str, dict[str, str]]:
+    """A pull's path and query. podman's Docker API has no way to be told
+    `needs_no_tls`; its own API has."""
+    if needs_no_tls(repository, engine):
+        reference = f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}"
+        return "/libpod/images/pull", {"reference": reference, "tlsVerify": "false"}
+    return "/images/create", {"fromImage": repository, "tag": tag}
 
 
 def tmpfs_options(tmpfs: Tmpfs, engine: EngineInfo) -> str:

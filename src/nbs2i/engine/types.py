@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from nbs2i.errors import EngineError
 # An object as the engine sends it: the one place JSON is typed loosely.
 Json = Mapping[str, Any]
 
+# The line a push ends with: "TAG: digest: sha256:... size: N".
+_PUSHED = re.compile(r"(?:^|: )digest: (sha256:[0-9a-f]{64}) size: [0-9]+$")
 # How the engine lists an image that has no tag.
 _UNTAGGED = "<none>:<none>"
 # The /info DriverStatus entry of Docker's containerd image store (Docker 24+).
@@ -386,8 +389,14 @@ def stream_error(raw: Json) -> str:
 
 
 def stream_digest(raw: Json) -> str:
-    """The digest a push reports when it is done, or ""."""
-    return _text(_object(raw, "aux"), "Digest")
+    """The digest a push reports when it is done, or "": Docker's classic store
+    says it in an `aux` object too, the containerd store and podman only in the
+    line "TAG: digest: sha256:... size: N"."""
+    said = _text(_object(raw, "aux"), "Digest")
+    if said:
+        return said
+    found = _PUSHED.search(_text(raw, "status"))
+    return found.group(1) if found else ""
 
 
 def path_kind(stat_header: str) -> str:
