@@ -114,4 +114,5 @@ def test_a_written_image_pushes_whole_and_comes_back_by_digest(
         assert not engine.image_exists(done.image_id)
         engine.pull(pinned)
         assert engine.inspect_image(pinned).id == done.image_id
+        engine.remove_image(pinned, force=True)  # pulled by digest alone: untagged
     assert_nothing_left(engine)
