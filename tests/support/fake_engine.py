@@ -105,6 +105,14 @@ class FakeEngine:
     def api_version(self) -> str:
         return "1.41"
 
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def keeps_manifests(self) -> bool:
+        return self.info.keeps_manifests
+
     def describe(self) -> EngineInfo:
         return self.info
 

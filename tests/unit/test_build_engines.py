@@ -18,6 +18,7 @@ from nbs2i.building import build
 from nbs2i.building.commit import commit
 from nbs2i.building.request import BuildRequest
 from nbs2i.engine import ContainerSpec, EngineInfo, ImageConfig
+from nbs2i.engine.types import store_words
 from nbs2i.errors import BuildError
 from tests.support.builds import Events
 from tests.support.fake_engine import FakeEngine
@@ -151,6 +152,6 @@ def test_the_build_says_once_how_it_writes_the_layer_and_prints_the_engines_id(
     events = Events()
     result = build(engine, request(course), events)
     said = [m for m in events.of("step") if "OCI archive" in m]
-    assert len(said) == 1 and info.store in said[0]
+    assert len(said) == 1 and store_words(info.kind, info.keeps_manifests) in said[0]
     (done,) = events.of("done")
     assert f"({result.image_id[7:19]})" in done

@@ -421,8 +421,8 @@ def _notebooks(
             Event(
                 "step",
                 f"Writing the notebook layer into {the_plan.layer.notebook_dir} as "
-                f"{load.written_as(engine.describe())} (assemble would only move the files "
-                "there; --always-assemble runs it)",
+                f"{load.written_as(engine.kind, engine.keeps_manifests)} (assemble would only "
+                "move the files there; --always-assemble runs it)",
             )
         )
         try:

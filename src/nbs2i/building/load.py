@@ -5,7 +5,7 @@ engine has them.
 
 The archive is an OCI image layout, which the containerd image store and
 podman read, with a Docker `manifest.json` over the same blobs, which the
-classic store reads. What the engines differ in, known from `describe()`:
+classic store reads. What the engines differ in (`Docker.keeps_manifests`):
 
 - how the lower layers must be named: by diff id on the classic store and
   podman; on the containerd store as its own manifest of the base names them
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbs2i.archive import CHUNK, TarFile, files_tar
-from nbs2i.engine import Docker, EngineInfo, ImageInfo
+from nbs2i.engine import Docker, ImageInfo
+from nbs2i.engine.types import store_words
 from nbs2i.errors import EngineError
 from nbs2i.localcache import cache_dir
 from nbs2i.reference import registry_host, split
@@ -67,10 +68,10 @@ class Layer:
         return Descriptor(LAYER_TYPE, self.diff_id, self.size)
 
 
-def written_as(info: EngineInfo) -> str:
-    """How a written image reaches this engine, in a few words."""
-    how = "its manifest of the base" if info.keeps_manifests else "diff id"
-    return f"an OCI archive for {info.store}, lower layers named by {how}"
+def written_as(kind: str, keeps_manifests: bool) -> str:
+    """How a written image reaches an engine of this kind and store, in a few words."""
+    how = "its manifest of the base" if keeps_manifests else "diff id"
+    return f"an OCI archive for {store_words(kind, keeps_manifests)}, lower layers named by {how}"
 
 
 def load(
@@ -83,7 +84,7 @@ def load(
         engine.load_image(_chunked(load_archive(tag, config, manifest, lower, layer)))
     except EngineError as exc:
         raise LoadRefused(exc.problem, exc.fix) from exc
-    expected = digest(manifest if engine.describe().keeps_manifests else config)
+    expected = digest(manifest if engine.keeps_manifests else config)
     loaded = engine.inspect_image(tag).id
     if loaded != expected:
         raise LoadRefused(f"the engine made {loaded[:19]} of the image {expected[:19]}")
@@ -163,7 +164,7 @@ def full_name(tag: str) -> str:
 def lower_layers(engine: Docker, image: ImageInfo) -> tuple[Descriptor, ...]:
     """The layers of `image` (in the engine) as a manifest over them must name
     them on this engine."""
-    if not engine.describe().keeps_manifests:
+    if not engine.keeps_manifests:
         return by_diff_id(image.layers)
     known = _known_layers(image)
     return known if known is not None else stored_layers(engine, image)

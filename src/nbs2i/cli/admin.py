@@ -28,7 +28,7 @@ def engine_cmd() -> None:
         click.echo(f"client:  API {engine.api_version} (negotiated)")
         click.echo(f"kind:    {info.kind}")
         click.echo(f"store:   {info.store}")
-        click.echo(f"layer:   {written_as(info)}")
+        click.echo(f"layer:   {written_as(info.kind, info.keeps_manifests)}")
         click.echo(f"os/arch: {info.os}/{info.arch}")
 
 

@@ -53,8 +53,9 @@ LIBPOD_VERSION = "v4.0.0"
 class Engine:
     """A connected engine. Create one with `Engine.connect()`."""
 
-    def __init__(self, where: str, api: docker.APIClient) -> None:
+    def __init__(self, where: str, api: docker.APIClient, kind: str = "docker") -> None:
         self.where = where
+        self.kind = kind  # "docker" or "podman", as its ping said
         self._api = api
         self._info: EngineInfo | None = None
 
@@ -83,13 +84,20 @@ class Engine:
             self._info = EngineInfo.from_api(version, info)
         return self._info
 
+    @property
+    def keeps_manifests(self) -> bool:
+        """Whether the image store keeps manifests (see EngineInfo). podman's never
+        does, and is not asked: its /version and /info take 0.7 s, more than a
+        whole notebook-only build."""
+        return self.kind != "podman" and self.describe().keeps_manifests
+
     # -- images ---------------------------------------------------------
 
     def inspect_image(self, ref: str) -> ImageInfo:
         """The engine's view of an image; NotFound when absent."""
         try:
             raw = self._object(self._api.inspect_image, ref)
-            if self.describe().kind == "podman":
+            if self.kind == "podman":
                 raw = self._with_healthcheck(raw)
             return ImageInfo.from_api(raw)
         except NotFound as exc:
@@ -117,7 +125,7 @@ class Engine:
         """The manifest the engine keeps for the image (for its platform); b"" on a
         store that keeps none (the classic store and podman name an image by its
         config, and keep its layers by diff id)."""
-        if not self.describe().keeps_manifests:
+        if not self.keeps_manifests:
             return b""
         from nbs2i.engine.manifests import manifest_in_save
 
@@ -172,7 +180,7 @@ class Engine:
     def _pull_stream(self, repo: str, tag: str) -> Iterator[Json]:
         """docker-py's pull, where this engine needs it (`pull_params`)."""
         api: Any = self._api
-        path, params = pull_params(repo, tag, self.describe())
+        path, params = pull_params(repo, tag, self.kind)
         libpod = path.startswith("/libpod/")
         url = f"{api.base_url}/{LIBPOD_VERSION}{path}" if libpod else api._url(path)
         response = api._post(url, params=params, headers=self._auth(repo), stream=True)
@@ -183,7 +191,7 @@ class Engine:
     def _push_stream(self, repo: str, tag: str) -> Iterator[Json]:
         """docker-py's push, with the query this engine needs (`push_params`)."""
         api: Any = self._api
-        params = push_params(repo, tag, self.describe())
+        params = push_params(repo, tag, self.kind)
         url = api._url("/images/{0}/push", repo)
         response = api._post_json(url, None, headers=self._auth(repo), stream=True, params=params)
         api._raise_for_status(response)
@@ -247,7 +255,7 @@ class Engine:
 
     def create_container(self, spec: ContainerSpec) -> str:
         """Create a container; its id."""
-        host = self._api.create_host_config(**host_config(spec, self.describe()))
+        host = self._api.create_host_config(**host_config(spec, self.kind))
         args = create_args(spec)
         return _id(self._object(self._api.create_container, spec.image, host_config=host, **args))
 

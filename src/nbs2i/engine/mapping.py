@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from nbs2i.engine.types import ContainerSpec, EngineInfo, Tmpfs
+from nbs2i.engine.types import ContainerSpec, Tmpfs
 from nbs2i.reference import is_loopback, registry_host
 
 # podman's own tmpfs option: no copy of the image's files at that path. Docker
@@ -26,7 +26,7 @@ def filters(labels: Iterable[str], dangling: bool | None = None) -> dict[str, An
     return found or None
 
 
-def host_config(spec: ContainerSpec, engine: EngineInfo) -> dict[str, Any]:
+def host_config(spec: ContainerSpec, kind: str) -> dict[str, Any]:
     """docker-py's host config arguments for a spec (None: the engine's default)."""
     binds = {
         m.source: {
@@ -41,7 +41,7 @@ def host_config(spec: ContainerSpec, engine: EngineInfo) -> dict[str, Any]:
     }
     return {
         "binds": binds or None,
-        "tmpfs": {t.target: tmpfs_options(t, engine) for t in spec.tmpfs} or None,
+        "tmpfs": {t.target: tmpfs_options(t, kind) for t in spec.tmpfs} or None,
         "read_only": spec.read_only or None,
         "cap_drop": list(spec.cap_drop) or None,
         "security_opt": list(spec.security_opt) or None,
@@ -51,35 +51,35 @@ def host_config(spec: ContainerSpec, engine: EngineInfo) -> dict[str, Any]:
     }
 
 
-def needs_no_tls(repository: str, engine: EngineInfo) -> bool:
+def needs_no_tls(repository: str, kind: str) -> bool:
     """Whether podman must be told that the registry may speak plain HTTP: Docker
     takes a registry on loopback as such by itself, podman verifies TLS
     everywhere unless told (as nbs2i's own registry client, both then reach a
     registry on this machine alike)."""
-    return engine.kind == "podman" and is_loopback(registry_host(repository))
+    return kind == "podman" and is_loopback(registry_host(repository))
 
 
-def push_params(repository: str, tag: str, engine: EngineInfo) -> dict[str, str]:
+def push_params(repository: str, tag: str, kind: str) -> dict[str, str]:
     """A push's query."""
     params = {"tag": tag}
-    if needs_no_tls(repository, engine):
+    if needs_no_tls(repository, kind):
         params["tlsVerify"] = "false"
     return params
 
 
-def pull_params(repository: str, tag: str, engine: EngineInfo) -> tuple[str, dict[str, str]]:
+def pull_params(repository: str, tag: str, kind: str) -> tuple[str, dict[str, str]]:
     """A pull's path and query. podman's Docker API has no way to be told
     `needs_no_tls`; its own API has."""
-    if needs_no_tls(repository, engine):
+    if needs_no_tls(repository, kind):
         reference = f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}"
         return "/libpod/images/pull", {"reference": reference, "tlsVerify": "false"}
     return "/images/create", {"fromImage": repository, "tag": tag}
 
 
-def tmpfs_options(tmpfs: Tmpfs, engine: EngineInfo) -> str:
+def tmpfs_options(tmpfs: Tmpfs, kind: str) -> str:
     """A tmpfs's options as this engine must be told them to mount it empty."""
     options = tmpfs.options()
-    return f"{options},{_NO_COPY_UP}" if engine.kind == "podman" else options
+    return f"{options},{_NO_COPY_UP}" if kind == "podman" else options
 
 
 def _log_config(limit: int) -> dict[str, Any] | None:

@@ -30,10 +30,17 @@ class Docker(Protocol):
     """What nbs2i asks of an engine. `Engine` talks to a real one; tests fake it."""
 
     where: str
+    kind: str  # "docker" or "podman"
 
     @property
     def api_version(self) -> str:
         """The API version nbs2i and the engine agreed on."""
+        ...
+
+    @property
+    def keeps_manifests(self) -> bool:
+        """The image store keeps manifests and names images by their digest
+        (Docker's containerd image store)."""
         ...
 
     def describe(self) -> EngineInfo: ...

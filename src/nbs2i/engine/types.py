@@ -348,12 +348,7 @@ class EngineInfo:
     @property
     def store(self) -> str:
         """The image store in words."""
-        if self.keeps_manifests:
-            return "Docker's containerd image store"
-        driver = f" ({self.image_store})" if self.image_store else ""
-        if self.kind == "podman":
-            return f"podman's image store{driver}"
-        return f"Docker's classic image store{driver}"
+        return store_words(self.kind, self.keeps_manifests, self.image_store)
 
     @classmethod
     def from_api(cls, version: Json, info: Json) -> EngineInfo:
@@ -368,6 +363,19 @@ class EngineInfo:
             os=_text(version, "Os"),
             arch=_text(version, "Arch"),
         )
+
+
+def store_words(kind: str, keeps_manifests: bool, driver: str = "") -> str:
+    """An engine's image store in words: Docker's containerd image store, Docker's
+    classic one, or podman's (with the storage driver, when known)."""
+    if keeps_manifests:
+        return "Docker's containerd image store"
+    named = f" ({driver})" if driver else ""
+    return (
+        f"podman's image store{named}"
+        if kind == "podman"
+        else f"Docker's classic image store{named}"
+    )
 
 
 # -- readers of the engine's JSON ----------------------------------------------------
