@@ -101,13 +101,15 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -m "not engine" -q
 
-# Everything, as CI runs it; the 20 slowest tests are listed at the end.
+# Everything, as CI runs it; the 20 slowest tests are listed at the end. Then
+# the tests marked `matrix` on the other engines (test-engines).
 test: venv base-image browser registry openshift-schema hub-tools lint
 	$(BIN)/pytest --durations=20
+	bash scripts/test-engines
 
 # The tests marked `matrix` on sid's Docker with the containerd image store and on
-# podman, which scripts/engines starts and stops (scripts/test-engines).
-test-engines: venv base-image
+# podman, at the same time; scripts/engines starts and stops them (scripts/test-engines).
+test-engines: venv base-image registry
 	bash scripts/test-engines
 
 demo: venv base-image

@@ -94,7 +94,7 @@ def start(image: str, volume: str | None) -> float:
         f"{restricted.random_uid()}:0",
         "--read-only",
         "--tmpfs",
-        f"/tmp:{restricted.TMPFS_OPTIONS}",
+        f"{restricted.TMP}:{restricted.scratch().options()}",
         "--cap-drop",
         "ALL",
         "--security-opt",

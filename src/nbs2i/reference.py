@@ -8,6 +8,7 @@ characters, a sha256 digest.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?")
+_LOOPBACK_NAMES = ("localhost",)
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,37 @@ def split(ref: str) -> tuple[str, str]:
     return name, "latest"
 
 
+def registry_host(repository: str) -> str:
+    """The registry host a repository names first, "" when it names none (Docker
+    Hub): a first part with a "." or a ":", `localhost`, or an IPv6 address."""
+    first, slash, _ = repository.partition("/")
+    named = "." in first or ":" in first or first == "localhost" or first.startswith("[")
+    return first if slash and named else ""
+
+
+def hostname(host: str) -> str:
+    """HOST without its port; an IPv6 address without its brackets."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def is_loopback(host: str) -> bool:
+    """A registry host on this machine's loopback (127.0.0.0/8, ::1, localhost)."""
+    name = hostname(host)
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_repository(ref: str, repository: str) -> None:
     parts = repository.split("/")
-    if len(parts) > 1 and (
-        "." in parts[0] or ":" in parts[0] or parts[0] == "localhost" or parts[0].startswith("[")
-    ):
-        host, parts = parts[0], parts[1:]
+    host = registry_host(repository)
+    if host:
+        parts = parts[1:]
         if not _HOST.fullmatch(host):
             raise _bad(ref, f"{host!r} is not a registry host")
     if not parts or not all(_COMPONENT.fullmatch(p) for p in parts):

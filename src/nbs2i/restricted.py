@@ -23,7 +23,7 @@ from nbs2i.errors import SecurityError, UsageError
 if TYPE_CHECKING:
     # The command line reads this module's values for its help; the engine's
     # types (and http.client) are loaded only when a container is made or probed.
-    from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageConfig, Mount
+    from nbs2i.engine import ContainerInfo, ContainerSpec, Docker, ImageConfig, Mount, Tmpfs
 
 # OpenShift gives each namespace a block of 10,000 UIDs from this range
 # (e.g. 1000680000-1000689999) and runs the pod as one of them, with GID 0.
@@ -39,15 +39,12 @@ RANDOM_UID = "random"
 HOME = "/home/jovyan"
 # The one writable place of a read-only root (an emptyDir in Kubernetes).
 TMP = "/tmp"
-TMPFS_OPTIONS = "rw,nosuid,nodev,mode=1777"
+TMP_MODE = 0o1777
 # A fresh persistent volume as a platform mounts it on HOME (a PVC with
 # fsGroup 0, an emptyDir): empty, root-owned, group 0 with group write. Kept
 # in memory and bounded, since it only lives for one rehearsal.
-EMPTY_VOLUME_OPTIONS = {
-    "type": "tmpfs",
-    "device": "tmpfs",
-    "o": "nosuid,nodev,mode=0775,size=512m",
-}
+EMPTY_HOME_MODE = 0o775
+EMPTY_HOME_SIZE = 512 << 20
 CAP_DROP = ("ALL",)
 # The seccomp profile that both Pod Security "restricted" and restricted-v2 admit.
 SECCOMP_PROFILE = "RuntimeDefault"
@@ -107,15 +104,20 @@ def container_spec(
     container_port: int = SERVER_PORT,
     host_port: int = 0,
     home: Mount | None = None,
+    empty_home: str = "",
     read_only: bool = True,
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     name: str = "",
     network: str = "",
 ) -> ContainerSpec:
-    """An image started the way a restricted platform starts it."""
+    """An image started the way a restricted platform starts it: with the
+    student's volume `home`, or an empty one on the path `empty_home`."""
     from nbs2i.engine import ContainerSpec, PortBinding
 
+    tmpfs = (scratch(),) if read_only else ()
+    if empty_home:
+        tmpfs = (*tmpfs, empty_volume(empty_home))
     return ContainerSpec(
         image=image,
         user=f"{uid}:{GID}",
@@ -123,7 +125,7 @@ def container_spec(
         labels=dict(labels or {}),
         name=name,
         mounts=(home,) if home is not None else (),
-        tmpfs={TMP: TMPFS_OPTIONS} if read_only else {},
+        tmpfs=tmpfs,
         read_only=read_only,
         cap_drop=CAP_DROP,
         security_opt=(NO_NEW_PRIVILEGES,),
@@ -132,12 +134,20 @@ def container_spec(
     )
 
 
-def empty_volume(name: str, target: str) -> Mount:
-    """A volume created with EMPTY_VOLUME_OPTIONS, mounted on target without
-    the copy of the image's files that the engine would otherwise put in it."""
-    from nbs2i.engine import Mount
+def scratch() -> Tmpfs:
+    """The tmpfs on TMP."""
+    from nbs2i.engine import Tmpfs
 
-    return Mount(name, target, nocopy=True)
+    return Tmpfs(TMP, TMP_MODE)
+
+
+def empty_volume(target: str) -> Tmpfs:
+    """A fresh volume on target, as EMPTY_HOME_* describe it: a bounded tmpfs
+    (every engine mounts one alike; podman refuses a size for a volume), which
+    a student's files may be run from, as from a volume."""
+    from nbs2i.engine import Tmpfs
+
+    return Tmpfs(target, EMPTY_HOME_MODE, EMPTY_HOME_SIZE, exec=True)
 
 
 def can_mount_home(home: str) -> bool:

@@ -28,9 +28,8 @@ from tests.support.leftovers import assert_nothing_left
 from tests.support.session import LABELS, SESSION_FILTER, SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker
 
-pytestmark = pytest.mark.matrix
 
-
+@pytest.mark.matrix
 def test_build_a_git_checkout_as_it_is_on_disk(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
@@ -133,6 +132,7 @@ def test_environment_precedence(
     assert (env["A"], env["B"], env["C"]) == ("from-s2i", "from-E", "from-e")
 
 
+@pytest.mark.matrix
 def test_scripts_from_the_repository_then_scripts_url(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
@@ -168,6 +168,7 @@ def test_scripts_from_the_repository_then_scripts_url(
     assert_nothing_left(engine)  # the first image, untagged by the rebuild, was removed
 
 
+@pytest.mark.matrix
 def test_dependency_layer_is_reused_by_a_notebook_only_rebuild(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
@@ -200,6 +201,7 @@ def test_dependency_layer_is_reused_by_a_notebook_only_rebuild(
     assert_nothing_left(engine)
 
 
+@pytest.mark.matrix
 def test_incremental_hands_artifacts_to_assemble(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
@@ -235,6 +237,7 @@ def test_incremental_falls_back_to_a_clean_build(
     assert_nothing_left(engine)
 
 
+@pytest.mark.matrix
 def test_injected_files_and_ca_bundle_are_in_no_layer(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:
@@ -300,7 +303,10 @@ def test_cli_json_events_and_usage(tiny_builder: str, track: Tracker, tmp_path: 
     assert "tiny builder" in shown.stdout
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+# SIGTERM on every engine; the three on the host's.
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.matrix), signal.SIGHUP]
+)
 def test_a_stop_signal_during_assemble_leaves_nothing(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path, signum: int
 ) -> None:
@@ -339,6 +345,7 @@ def test_a_stop_signal_during_assemble_leaves_nothing(
     assert_nothing_left(engine)
 
 
+@pytest.mark.matrix
 def test_network_and_assemble_user_options(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:

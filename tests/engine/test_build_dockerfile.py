@@ -22,11 +22,10 @@ from tests.support.leftovers import assert_nothing_left
 from tests.support.session import LABELS, SESSION_ID, tag
 from tests.support.tracker import Tracker
 
-pytestmark = pytest.mark.matrix
-
 LISTING = ["find", "/opt/app-root/src", "-printf", "%U:%G %m %y %p\\n"]
 
 
+@pytest.mark.matrix
 def test_dockerfile_builds_the_same_image(
     engine: Engine, track: Tracker, tiny_builder: str, tmp_path: Path
 ) -> None:

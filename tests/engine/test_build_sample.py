@@ -30,12 +30,11 @@ from tests.support.leftovers import assert_nothing_left
 from tests.support.session import SESSION_FILTER, SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker
 
-pytestmark = pytest.mark.matrix
-
 NOTEBOOKS = sorted(p.name for p in SAMPLES.glob("*.ipynb"))
 DEST = "/opt/app-root/src"
 
 
+@pytest.mark.matrix
 def test_sample_image_metadata_owners_and_modes(
     engine: Engine, sample_build: Any, builder_image: str
 ) -> None:
@@ -189,6 +188,7 @@ def _tree(engine: Engine, image: str) -> list[str]:
     return text.splitlines()
 
 
+@pytest.mark.matrix
 def test_the_layer_nbs2i_writes_equals_the_one_assemble_makes(
     engine: Engine, track: Tracker, builder_image: str, tmp_path: Path
 ) -> None:
@@ -343,6 +343,7 @@ def test_the_default_builder_is_built_on_first_use(
     assert_nothing_left(engine)
 
 
+@pytest.mark.matrix
 def test_a_notebook_only_rebuild_replaces_the_image(
     engine: Engine, builder_image: str, track: Tracker, tmp_path: Path
 ) -> None:

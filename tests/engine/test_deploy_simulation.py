@@ -45,7 +45,7 @@ def test_the_generated_pod_runs_on_the_engine(
     volume = simulate.workspace(tmp_path / "claim", settings.fs_group)
     spec = simulate.container_spec(builder_image, settings, volume, run_as, LABELS)
     assert spec.user == f"{run_as}:{restricted.GID}"
-    assert spec.read_only and spec.tmpfs == {restricted.TMP: restricted.TMPFS_OPTIONS}
+    assert spec.read_only and spec.tmpfs == (restricted.scratch(),)
 
     container, port = simulate.start(engine, spec, track)
     ready = restricted.wait_ready(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from nbs2i.engine import ContainerSpec, Engine, Mount, PortBinding
+from nbs2i.engine import ContainerSpec, Engine, Mount, PortBinding, Tmpfs
 from nbs2i.errors import EngineError, NotFound
 from tests.support.session import LABELS
 from tests.support.tracker import Tracker
@@ -45,7 +47,7 @@ def test_container_round_trip(engine: Engine, track: Tracker) -> None:
         env={"GREETING": "hi there"},
         labels=LABELS,
         mounts=(Mount(volume, "/data"),),
-        tmpfs={"/tmp": "rw,nosuid,nodev,mode=1777"},
+        tmpfs=(Tmpfs("/tmp", 0o1777),),
         read_only=True,
         cap_drop=("ALL",),
         security_opt=("no-new-privileges:true",),
@@ -72,3 +74,6 @@ def test_refusals_read_as_nbs2i_errors(engine: Engine) -> None:
     with pytest.raises(EngineError) as info:
         engine.load_image(chunk for chunk in [b"not a tar archive"])
     assert "\n" not in str(info.value)
+    # A pull the engine fails in its stream (no registry answers there) is said too.
+    with pytest.raises(NotFound, match=re.escape("cannot pull 127.0.0.1:9/nbs2i-test/absent")):
+        engine.pull("127.0.0.1:9/nbs2i-test/absent:never")

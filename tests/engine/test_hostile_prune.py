@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nbs2i import labels
 from nbs2i.engine import ContainerSpec, Docker
 from nbs2i.errors import Nbs2iError
@@ -63,6 +65,7 @@ def prune_orphans(box: Sandbox) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+@pytest.mark.matrix
 def test_leftovers_of_a_killed_build_are_mentioned_listed_and_pruned(
     box: Sandbox, engine: Docker, tiny_builder: str, tmp_path: Path
 ) -> None:

@@ -1,8 +1,9 @@
 """The notebook layer nbs2i writes, on the engine this run is on (the host's, or
 another one: tests/support/engines.py): loaded as written, with no container;
 the same image from the same commit whatever the clone path and umask; a
-`docker save` of it complete; and, on another engine, the same config digest
-as the host's engine gives for the same commit."""
+`docker save` of it complete, and a push of it too (to a registry on
+loopback), pulled back by digest; and, on another engine, the same config
+digest as the host's engine gives for the same commit."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ import pytest
 
 from nbs2i.building import build
 from nbs2i.engine import Engine
-from tests.support import engines
+from nbs2i.reference import ImageRef
+from tests.support import docker_api, engines, registry
 from tests.support.builds import SAMPLES, Events
 from tests.support.builds import request as build_request
 from tests.support.cli import nbs2i
 from tests.support.gitrepo import make_repo
 from tests.support.inside import run_in_image
 from tests.support.leftovers import assert_nothing_left
-from tests.support.session import label_args, tag
+from tests.support.session import SESSION_ID, label_args, tag
 from tests.support.tracker import Tracker
 
 pytestmark = pytest.mark.matrix
@@ -65,7 +67,7 @@ def test_the_written_layer_loads_repeats_and_saves_whole(
     assert (again.method, again.image_id) == ("layer", first.image_id)
     code, listing = run_in_image(engine, out, ["ls", DEST])
     assert code == 0 and "01-python-basics.ipynb" in listing.split(), listing
-    whole = engines.saved(engine.export_image(out))
+    whole = engines.saved(docker_api.save(out))
     assert whole.missing == (), f"docker save left out {whole.missing}"
     # The engine's id is the config's digest, or on the containerd store the manifest's.
     if engines.current() != engines.CONTAINERD_STORE:
@@ -92,5 +94,25 @@ def test_the_same_commit_gives_the_host_engines_config_digest(
     finally:
         engines.remove_on_host(out)
     assert host["method"] == "layer"
-    assert engines.saved(engine.export_image(out)).config_digest == host["image"]
+    assert engines.saved(docker_api.save(out)).config_digest == host["image"]
+    assert_nothing_left(engine)
+
+
+def test_a_written_image_pushes_whole_and_comes_back_by_digest(
+    engine: Engine, builder_image: str, track: Tracker, course: Path
+) -> None:
+    """On the containerd store a push, like a save, misses lower layers named
+    otherwise than its own manifest of the base names them."""
+    with registry.running() as reg:
+        repository = f"nbs2i-test/pushed-{SESSION_ID}"
+        out = track.image(f"{reg.host}/{repository}:1")
+        done = build(engine, build_request(f"file://{course}", out, builder_image, push=True))
+        assert done.method == "layer"
+        pinned = track.image(done.pushed)
+        assert ImageRef.parse(pinned).digest == reg.manifest_digest(repository, "1")
+        engine.remove_image(out, force=True)
+        assert not engine.image_exists(done.image_id)
+        engine.pull(pinned)
+        assert engine.inspect_image(pinned).id == done.image_id
+        engine.remove_image(pinned, force=True)  # pulled by digest alone: untagged
     assert_nothing_left(engine)

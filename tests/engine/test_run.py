@@ -24,8 +24,6 @@ from tests.support.jupyter import Api
 from tests.support.session import LABEL_PAIRS, label_args
 from tests.support.tracker import Tracker
 
-pytestmark = pytest.mark.matrix
-
 URL = re.compile(r"^http://127\.0\.0\.1:(\d+)/lab(?:\?token=([0-9a-f]+))?$")
 
 
@@ -38,6 +36,7 @@ def unique(name: str) -> str:
     return f"nbs2i-test-{name}-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.mark.matrix
 def test_defaults_are_openshift_restricted_v2(
     engine: Engine, sample_build: Any, track: Tracker
 ) -> None:
@@ -89,6 +88,7 @@ def test_two_starts_get_two_uids(engine: Engine, builder_image: str, track: Trac
     assert uids[0] != uids[1]
 
 
+@pytest.mark.matrix
 def test_cli_detach_prints_url_and_stop_removes(
     engine: Engine, sample_build: Any, track: Tracker
 ) -> None:
@@ -169,6 +169,7 @@ def test_password_instead_of_token(engine: Engine, builder_image: str, track: Tr
     run.stop(engine, name)
 
 
+@pytest.mark.matrix
 def test_stop_keeps_the_workspace_volume(
     engine: Engine, builder_image: str, track: Tracker
 ) -> None:

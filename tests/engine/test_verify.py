@@ -25,8 +25,6 @@ from tests.support.poll import until
 from tests.support.session import LABELS, label_args, tag
 from tests.support.tracker import Tracker
 
-pytestmark = pytest.mark.matrix
-
 OPTIONS = VerifyOptions(labels=LABELS, start_timeout=90)
 BASE = "debian:bookworm-slim"
 
@@ -61,6 +59,7 @@ def test_builder_passes_every_check(engine: Engine, builder_image: str) -> None:
     assert_nothing_left(engine)
 
 
+@pytest.mark.matrix
 def test_sample_build_passes_every_check(engine: Engine, sample_build: Any) -> None:
     report = verify(engine, sample_build.tag, OPTIONS)
     assert not_passed(report) == []
@@ -161,7 +160,10 @@ def test_cli_missing_image_is_exit_2_one_line() -> None:
     assert line.startswith("nbs2i: error: cannot examine") and "docker images" in line
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+# SIGTERM on every engine; the three on the host's.
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.matrix), signal.SIGHUP]
+)
 def test_a_signal_removes_everything(engine: Engine, builder_image: str, signum: int) -> None:
     selector = case_label()
     running = Running("verify", builder_image, *label_args(), "--label", selector)

@@ -1,10 +1,15 @@
 """Which engine this test run is on.
 
 The default run uses the engine at DOCKER_HOST (the host's Docker) for every
-test. A run on
-another engine that `scripts/engines` started says which in NBS2I_TEST_ENGINE,
-with that engine's DOCKER_HOST (`eval "$(scripts/engines env KIND)"`); only the
-tests marked `matrix` run there (`make test-engines`). The session checks that
+test. A run on another engine that `scripts/engines` started says which in
+NBS2I_TEST_ENGINE, with that engine's DOCKER_HOST (`eval "$(scripts/engines env
+KIND)"`); only the tests marked `matrix` run there (`make test-engines`).
+They are chosen test by test, for what must hold on every engine and differs
+between them: the written layer (loaded with no container, the same image from
+the same commit, saved and pushed whole, the same config digest as the host's
+engine), the container path's commit and its config, uploads into
+containers, the dependency layer, push and pull, `run`, `verify` and `prune`,
+and the engine seam itself. The rest runs on the host's engine. The session checks that
 the engine answering is of the kind asked for, and, for an engine whose
 published ports live in a network namespace of its own, that the test process
 runs inside it (`nsenter -t $NBS2I_ENGINE_NETNS_PID -n`): a test that probes

@@ -55,6 +55,16 @@ class FakeEngine:
     fail_with: type[Nbs2iError] = EngineError  # what `fail_at` raises
     push_digest: str = ""  # what a push answers ("": a digest of the reference)
     where: str = "fake://engine"
+    # What kind of engine it plays: the classic store by default.
+    info: EngineInfo = field(
+        default_factory=lambda: EngineInfo(
+            "docker", "20.10.24", "1.41", "overlay2", "linux", "amd64"
+        )
+    )
+    # podman's Docker API: a commit keeps the container's command, user and
+    # environment, whatever config it is asked for.
+    commit_ignores_config: bool = False
+    manifests: dict[str, bytes] = field(default_factory=dict)  # image id -> its manifest
     _counter: int = 0
 
     # -- bookkeeping -----------------------------------------------------------
@@ -95,8 +105,16 @@ class FakeEngine:
     def api_version(self) -> str:
         return "1.41"
 
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def keeps_manifests(self) -> bool:
+        return self.info.keeps_manifests
+
     def describe(self) -> EngineInfo:
-        return EngineInfo("docker", "20.10.24", "1.41", "overlay2", "linux", "amd64")
+        return self.info
 
     def inspect_image(self, ref: str) -> ImageInfo:
         self._call("inspect_image")
@@ -136,18 +154,28 @@ class FakeEngine:
         self._call("history")
         return [HistoryEntry(0, "base", "", 1) for _ in self.inspect_image(ref).layers]
 
+    def image_manifest(self, ref: str) -> bytes:
+        self._call("image_manifest")
+        return self.manifests.get(self.inspect_image(ref).id, b"")
+
     def load_image(self, archive: Iterable[bytes]) -> None:
+        """The classic store's reading (manifest.json), or, playing the containerd
+        store, the OCI layout's: then the image's id is its manifest's digest."""
         self._call("load_image")
         with tarfile.open(fileobj=io.BytesIO(b"".join(archive))) as tar:
             manifest = json.loads(_member(tar, "manifest.json"))[0]
             raw = _member(tar, manifest["Config"])
+            descriptor = json.loads(_member(tar, "index.json"))["manifests"][0]
+            oci = _member(tar, "blobs/sha256/" + descriptor["digest"].removeprefix("sha256:"))
         document = json.loads(raw)
+        of = oci if self.info.image_store == "containerd" else raw
         info = ImageInfo(
-            "sha256:" + hashlib.sha256(raw).hexdigest(),
+            "sha256:" + hashlib.sha256(of).hexdigest(),
             tuple(manifest["RepoTags"]),
             ImageConfig.from_api(document["config"]),
             tuple(document["rootfs"]["diff_ids"]),
         )
+        self.manifests[info.id] = oci
         for ref in info.tags:
             self._tag(ref, info)
 
@@ -206,7 +234,17 @@ class FakeEngine:
 
     def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
         self._call("commit")
-        base = self.store[self.containers_[container].image]
+        spec = self.containers_[container]
+        base = self.store[spec.image]
+        if self.commit_ignores_config:
+            env = {**base.config.env, "TERM": "xterm", "container": "podman", **spec.env}
+            config = replace(
+                base.config,
+                entrypoint=spec.entrypoint or ("",),
+                cmd=spec.command or (),
+                user=spec.user,
+                env=env,
+            )
         info = replace(
             base,
             id="sha256:" + hashlib.sha256(f"{ref}{container}".encode()).hexdigest(),

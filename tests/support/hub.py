@@ -235,7 +235,7 @@ def _settings_json(hub: Hub, hub_port: int, proxy_api_port: int) -> dict[str, An
         "home": s.volume_target,
         "host_config": {
             "read_only": True,
-            "tmpfs": {restricted.TMP: restricted.TMPFS_OPTIONS},
+            "tmpfs": {restricted.TMP: restricted.scratch().options()},
             "cap_drop": list(restricted.CAP_DROP),
             "security_opt": [restricted.NO_NEW_PRIVILEGES],
         },

@@ -16,8 +16,17 @@ from typing import Any
 
 import pytest
 
-from nbs2i.engine import BuildEvent, ContainerInfo, EngineInfo, ImageInfo, ImageSummary
-from nbs2i.engine.types import path_kind, stream_digest, stream_error
+from nbs2i.engine import (
+    BuildEvent,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    ImageInfo,
+    ImageSummary,
+    Tmpfs,
+)
+from nbs2i.engine.mapping import host_config, pull_params, push_params, tmpfs_options
+from nbs2i.engine.types import image_id, path_kind, stream_digest, stream_error
 from nbs2i.errors import EngineError
 
 ANSWERS = Path(__file__).parent / "engine_answers"
@@ -89,10 +98,44 @@ def test_a_stream_error_is_one_line(event: dict[str, Any], said: str) -> None:
     assert stream_error(event) == said
 
 
-def test_a_push_digest_comes_from_its_aux_message() -> None:
+def test_a_push_digest_comes_from_its_aux_message_or_its_last_line() -> None:
     assert stream_digest({"aux": {"Tag": "1", "Digest": "sha256:d", "Size": 5}}) == "sha256:d"
     assert stream_digest({"aux": "not an object"}) == ""
     assert stream_digest({"status": "Pushed"}) == ""
+    # The containerd store and podman say it only in the line that ends the push.
+    digest = "sha256:" + "c3" * 32
+    assert stream_digest({"status": f"t: digest: {digest} size: 429"}) == digest
+    assert stream_digest({"status": f"t: digest: {digest[:-1]} size: 429"}) == ""
+    assert stream_digest({"status": f"my digest: {digest} size: 1 and more"}) == ""
+
+
+@pytest.mark.parametrize(
+    ("repository", "podman_params"),
+    [
+        ("127.0.0.1:5000/c/l", {"tag": "1", "tlsVerify": "false"}),
+        ("localhost:5000/c/l", {"tag": "1", "tlsVerify": "false"}),
+        ("[::1]:5000/c/l", {"tag": "1", "tlsVerify": "false"}),
+        ("registry.example.org/c/l", {"tag": "1"}),
+        ("127.0.0.1.example.org/c/l", {"tag": "1"}),
+        ("c/l", {"tag": "1"}),
+    ],
+)
+def test_podman_is_told_a_loopback_registry_needs_no_tls(
+    repository: str, podman_params: dict[str, str]
+) -> None:
+    docker = "docker"
+    podman = "podman"
+    assert push_params(repository, "1", podman) == podman_params
+    assert push_params(repository, "1", docker) == {"tag": "1"}
+    compat = ("/images/create", {"fromImage": repository, "tag": "1"})
+    assert pull_params(repository, "1", docker) == compat
+    if "tlsVerify" in podman_params:  # podman's Docker API cannot be told: its own can
+        own = {"reference": f"{repository}:1", "tlsVerify": "false"}
+        assert pull_params(repository, "1", podman) == ("/libpod/images/pull", own)
+        digest = "sha256:" + "a" * 64
+        assert pull_params(repository, digest, podman)[1]["reference"] == f"{repository}@{digest}"
+    else:
+        assert pull_params(repository, "1", podman) == compat
 
 
 def test_build_messages_become_events() -> None:
@@ -155,3 +198,53 @@ def test_container_info_ports_mounts_and_health() -> None:
         ("bind", "/srv/course", "/data"),
     ]
     assert info.user == "1000680000:0" and info.labels == {"a": "b"}
+
+
+def test_a_bare_image_id_gets_dockers_prefix_so_short_ids_are_prefixes() -> None:
+    bare = "09ec94f2d40dfd1371a2da102f69c14541296d92f32131ec4addd85e19860cab"
+    assert image_id(bare) == f"sha256:{bare}"
+    assert image_id(f"sha256:{bare}") == f"sha256:{bare}"
+    assert image_id("") == "" and image_id("not-an-id") == "not-an-id"
+    assert BuildEvent.from_api({"aux": {"ID": bare}}) == [BuildEvent(image_id=f"sha256:{bare}")]
+    assert ImageInfo.from_api({"Id": bare}).id == f"sha256:{bare}"
+
+
+@pytest.mark.parametrize(
+    ("info", "store", "keeps"),
+    [
+        (
+            EngineInfo("docker", "20.10", "1.41", "overlay2", "linux", "amd64"),
+            "Docker's classic image store (overlay2)",
+            False,
+        ),
+        (
+            EngineInfo("docker", "28.5", "1.51", "containerd", "linux", "amd64"),
+            "Docker's containerd image store",
+            True,
+        ),
+        (
+            EngineInfo("podman", "4.3.1", "1.41", "overlay", "linux", "amd64"),
+            "podman's image store (overlay)",
+            False,
+        ),
+    ],
+)
+def test_the_image_store_in_words(info: EngineInfo, store: str, keeps: bool) -> None:
+    assert (info.store, info.keeps_manifests) == (store, keeps)
+
+
+def test_a_tmpfs_is_mounted_empty_on_every_engine() -> None:
+    docker = "docker"
+    podman = "podman"
+    scratch = Tmpfs("/tmp")
+    home = Tmpfs("/home/jovyan", 0o775, 512 << 20, exec=True)
+    assert tmpfs_options(scratch, docker) == "rw,nosuid,nodev,noexec,mode=1777"
+    assert tmpfs_options(home, docker) == "rw,nosuid,nodev,exec,mode=0775,size=536870912"
+    # podman copies the image's files at the path into a tmpfs unless told not to.
+    assert tmpfs_options(scratch, podman) == "rw,nosuid,nodev,noexec,mode=1777,notmpcopyup"
+    spec = ContainerSpec("img", tmpfs=(scratch, home))
+    assert host_config(spec, docker)["tmpfs"] == {
+        "/tmp": scratch.options(),
+        "/home/jovyan": home.options(),
+    }
+    assert host_config(ContainerSpec("img"), podman)["tmpfs"] is None

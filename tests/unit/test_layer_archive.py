@@ -1,7 +1,7 @@
-"""The `docker load` archive of the written notebook layer, built in memory: an
-OCI image layout and a Docker manifest.json over the same three blobs (manifest,
-config, new layer), the lower layers named and not shipped; and the base's
-manifest found in the OCI layout a containerd store's `docker save` writes."""
+"""The `docker load` archive of an image nbs2i wrote, built in memory: an OCI
+image layout and a Docker manifest.json over the same three blobs (manifest,
+config, new layer; two when only the config is new), the lower layers named and
+not shipped."""
 
 from __future__ import annotations
 
@@ -14,19 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from nbs2i.building.layer import (
+from nbs2i.building.load import (
     BLOBS,
     LAYER_TYPE,
     Descriptor,
     Layer,
-    LoadRefused,
     by_diff_id,
     full_name,
     load_archive,
     manifest_json,
-    saved_manifest,
 )
-from nbs2i.engine import ImageConfig, ImageInfo
 
 TAG = "course/lectures:2026"
 CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
@@ -128,6 +125,23 @@ def test_the_docker_manifest_points_at_the_same_blobs(layer: Layer) -> None:
     assert digest(found[new_path]) == layer.diff_id
 
 
+def test_a_config_only_image_ships_no_layer_and_names_the_lower_ones() -> None:
+    """A config written over committed layers: the manifest and manifest.json name
+    the layers the engine has, the archive holds two blobs."""
+    manifest = manifest_json(CONFIG, LOWER, None)
+    found = members(load_archive(TAG, CONFIG, manifest, LOWER, None))
+    assert set(found) == {
+        "oci-layout",
+        "index.json",
+        "manifest.json",
+        BLOBS + digest(manifest).removeprefix("sha256:"),
+        BLOBS + digest(CONFIG).removeprefix("sha256:"),
+    }
+    assert json.loads(manifest)["layers"] == [d.to_json() for d in LOWER]
+    (entry,) = json.loads(found["manifest.json"])
+    assert entry["Layers"] == [BLOBS + "1" * 64, BLOBS + "2" * 64]
+
+
 def test_the_archive_is_the_same_bytes_each_time(layer: Layer) -> None:
     manifest = manifest_json(CONFIG, LOWER, layer)
     one = b"".join(load_archive(TAG, CONFIG, manifest, LOWER, layer))
@@ -150,54 +164,3 @@ def test_the_archive_is_the_same_bytes_each_time(layer: Layer) -> None:
 )
 def test_full_name_as_the_containerd_store_and_podman_keep_it(tag: str, name: str) -> None:
     assert full_name(tag) == name
-
-
-BASE = ImageInfo("", (), ImageConfig(), architecture="amd64", os="linux")
-
-
-def oci_save(blobs: list[bytes], top: str) -> list[tuple[str, bytes]]:
-    """A save as the containerd store writes it: blobs in digest order, then the index."""
-    found = [(BLOBS + digest(b).removeprefix("sha256:"), b) for b in blobs]
-    index = {"schemaVersion": 2, "manifests": [{"digest": top, "size": 0}]}
-    return [*sorted(found), ("index.json", json.dumps(index).encode())]
-
-
-def chunks(data: bytes, read: list[int]) -> Iterator[bytes]:
-    for start in range(0, len(data), 512):
-        read.append(start)
-        yield data[start : start + 512]
-
-
-def test_the_base_manifest_is_found_and_the_read_stops_there() -> None:
-    manifest = json.dumps({"layers": [{"digest": "sha256:" + "4" * 64}]}).encode()
-    big = b"x" * (1 << 20)  # a layer: its digest sorts after the manifest's here
-    saved = oci_save([manifest, big], digest(manifest))
-    assert digest(manifest) < digest(big)
-    data, read = tar_of(saved), []
-    base = ImageInfo(digest(manifest), (), ImageConfig())
-    assert saved_manifest(chunks(data, read), base) == manifest
-    assert len(read) * 512 < len(data) / 2, "read on past the manifest"
-
-
-def test_an_index_leads_to_the_manifest_of_the_base_platform() -> None:
-    arm = json.dumps({"layers": [], "for": "arm64"}).encode()
-    amd = json.dumps({"layers": [], "for": "amd64"}).encode()
-    index = json.dumps(
-        {
-            "manifests": [
-                {"digest": digest(arm), "platform": {"os": "linux", "architecture": "arm64"}},
-                {"digest": digest(amd), "platform": {"os": "linux", "architecture": "amd64"}},
-            ]
-        }
-    ).encode()
-    base = ImageInfo(digest(index), (), ImageConfig(), architecture="amd64", os="linux")
-    found = saved_manifest(iter([tar_of(oci_save([arm, amd, index], digest(index)))]), base)
-    assert found == amd
-
-
-def test_a_save_without_the_manifest_is_refused() -> None:
-    """A classic store's save (a Docker archive) names no manifest by digest."""
-    saved = tar_of([("manifest.json", b"[]"), ("abc/layer.tar", b"")])
-    base = ImageInfo("sha256:" + "5" * 64, (), ImageConfig())
-    with pytest.raises(LoadRefused):
-        saved_manifest(iter([saved]), base)

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from nbs2i import interrupts, labels, restricted, run
-from nbs2i.engine import ContainerInfo, ImageConfig, Mount, PortBinding
+from nbs2i.engine import ContainerInfo, ImageConfig, Mount, PortBinding, Tmpfs
 from nbs2i.errors import RunError, SecurityError, UsageError
 from nbs2i.progress import lines
 from tests.support.cli import nbs2i
@@ -61,7 +61,7 @@ def test_the_container_is_the_restricted_platforms() -> None:
         REQUEST, uid=1000680000, name="n", container_port=8888, workspace=None, token="tok"
     )
     assert spec.user == "1000680000:0"
-    assert spec.read_only and spec.tmpfs == {"/tmp": restricted.TMPFS_OPTIONS}
+    assert spec.read_only and spec.tmpfs == (Tmpfs("/tmp", 0o1777),)
     assert spec.cap_drop == ("ALL",) and spec.security_opt == ("no-new-privileges:true",)
     assert spec.ports == (PortBinding(8888, "127.0.0.1", 9999),)
     assert spec.mounts == ()  # no volume: the image's own fallback is what runs
@@ -88,7 +88,7 @@ def test_any_port_writable_root_and_a_workspace() -> None:
         request, uid=5, name="n", container_port=8888, workspace=workspace, token=None
     )
     assert spec.ports == (PortBinding(8888, "127.0.0.1", 0),)
-    assert not spec.read_only and spec.tmpfs == {}
+    assert not spec.read_only and spec.tmpfs == ()
     assert spec.mounts == (Mount("vol1", "/home/jovyan"),)
 
 

@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING
 
 from nbs2i import interrupts, registry
 from nbs2i.builder import default_tags, ensure_builder, shipped_assemble_digest
-from nbs2i.building import assemble, cache, deps, direct, layer, plan, request, tagging
+from nbs2i.building import assemble, cache, deps, direct, layer, load, plan, request, tagging
 from nbs2i.building.cache import Cache
+from nbs2i.building.commit import commit
 from nbs2i.building.deps import Notice
 from nbs2i.building.plan import BuildPlan, DepsStep, Facts
 from nbs2i.building.request import BuildRequest, BuildResult, Injection
@@ -419,8 +420,9 @@ def _notebooks(
         reporter(
             Event(
                 "step",
-                f"Writing the notebook layer into {the_plan.layer.notebook_dir} "
-                "(assemble would only move the files there; --always-assemble runs it)",
+                f"Writing the notebook layer into {the_plan.layer.notebook_dir} as "
+                f"{load.written_as(engine.kind, engine.keeps_manifests)} (assemble would only "
+                "move the files there; --always-assemble runs it)",
             )
         )
         try:
@@ -442,7 +444,7 @@ def _notebooks(
     cid, used = assemble.assemble_image(containers, source, previous, reporter)
     reporter(Event("step", f"Committing {req.tag}"))
     image_id = tagging.replace(
-        engine, req.tag, lambda: engine.commit(cid, req.tag, the_plan.config, "nbs2i build")
+        engine, req.tag, lambda: commit(engine, cid, req.tag, the_plan.config, "nbs2i build")
     )
     return image_id, "assemble", used
 

@@ -3,10 +3,10 @@
 A container from the builder (or the dependency layer), ENTRYPOINT cleared,
 runs as the assemble user; the source is streamed into `<dest>/src` and
 uploaded scripts into `<dest>/scripts`; its output is streamed live; it is
-committed with the plan's config. The dependency layer is made the same way
-from the dependency files alone (`NBS2I_ASSEMBLE_PHASE=deps`), with Debian
-packages from apt.txt installed below it as root by a fixed command (never
-the repository's code).
+committed with exactly the plan's config (`commit.py`). The dependency layer
+is made the same way from the dependency files alone
+(`NBS2I_ASSEMBLE_PHASE=deps`), with Debian packages from apt.txt installed
+below it as root by a fixed command (never the repository's code).
 
 Injected files (`--inject`, `--ca-bundle`) live in volumes mounted read-only
 for the assemble run only, so no byte of them reaches a layer (upstream
@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from nbs2i import ca, interrupts, labels
 from nbs2i.archive import TarFile, files_tar, tar_stream
+from nbs2i.building.commit import commit
 from nbs2i.building.plan import PHASE_VAR, BuildPlan, DepsStep
 from nbs2i.building.request import Injection
 from nbs2i.cleanup import Leftovers
@@ -307,8 +308,7 @@ def apt_layer(containers: Containers, deps: DepsStep, reporter: Reporter) -> Non
     )
     cid = containers.leftovers.container(engine.create_container(spec))
     containers.run(cid, APT_COMMAND[0], reporter, "apt.txt")
-    config = plan.builder_config
-    engine.commit(cid, deps.apt.tag, config, "nbs2i: Debian packages from apt.txt")
+    commit(engine, cid, deps.apt.tag, deps.apt.config, "nbs2i: Debian packages from apt.txt")
     containers.leftovers.drop(cid)
 
 
@@ -336,7 +336,7 @@ def deps_layer(containers: Containers, deps: DepsStep, source: Source, reporter:
         )
     engine.put_archive(cid, plan.scripts.destination, stream)
     containers.run(cid, plan.assemble.path, reporter, "dependency install")
-    engine.commit(cid, deps.tag, deps.config, "nbs2i dependency layer")
+    commit(engine, cid, deps.tag, deps.config, "nbs2i dependency layer")
     containers.leftovers.drop(cid)
 
 

@@ -61,6 +61,7 @@ class Facts:
 class AptStep:
     tag: str
     packages: tuple[str, ...]
+    config: ImageConfig  # the builder's, with the labels its container carries
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,9 @@ def _deps_step(
     base_id = info.id
     if deps.apt_packages:
         apt_key = key({"builder": info.id}, (("apt.txt", "\n".join(deps.apt_packages).encode()),))
-        apt = AptStep(f"{APT_REPOSITORY}:{apt_key}", deps.apt_packages)
+        apt_labels = {**dict(request.container_labels), labels.ROLE: labels.ROLE_DEPS}
+        apt_config = replace(info.config, labels={**info.config.labels, **apt_labels})
+        apt = AptStep(f"{APT_REPOSITORY}:{apt_key}", deps.apt_packages, apt_config)
         base_id = apt.tag
     identity = assemble.path + (_digest(assemble.content) if assemble.content else "")
     deps_key = key(

@@ -20,17 +20,13 @@ from typing import IO
 from nbs2i import interrupts
 from nbs2i.engine import Docker
 from nbs2i.errors import Nbs2iError, NotFound
+from nbs2i.localcache import cache_dir
 
 
 class BuildInterrupted(Nbs2iError):
     """Interrupted while the tag moved: the image was made and is tagged."""
 
     exit_code = 130
-
-
-def _lock_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nbs2i" / "locks"
 
 
 @contextlib.contextmanager
@@ -40,7 +36,7 @@ def tag_lock(tag: str, on_wait: Callable[[], None] | None = None) -> Iterator[No
 
     The lock file is removed by its holder, so that one file per tag ever built
     does not pile up; whoever waited on a removed file opens the path anew."""
-    directory = _lock_dir()
+    directory = cache_dir("locks")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (hashlib.sha256(tag.encode()).hexdigest()[:32] + ".lock")
     handle = _acquire(path, on_wait)

@@ -17,14 +17,18 @@ from nbs2i.cli.group import builder_group, cli
 
 @cli.command("engine")
 def engine_cmd() -> None:
-    """Show which engine nbs2i talks to, what kind it is, and the API version it chose."""
+    """Show which engine nbs2i talks to: its kind, version, API version and image
+    store, and how a written notebook layer reaches it."""
+    from nbs2i.building.load import written_as
+
     with output.connect() as engine:
         info = engine.describe()
         click.echo(f"engine:  {engine.where}")
         click.echo(f"server:  {info.kind.capitalize()} {info.version} (API {info.api_version})")
         click.echo(f"client:  API {engine.api_version} (negotiated)")
         click.echo(f"kind:    {info.kind}")
-        click.echo(f"store:   {info.image_store} (image store)")
+        click.echo(f"store:   {info.store}")
+        click.echo(f"layer:   {written_as(info.kind, info.keeps_manifests)}")
         click.echo(f"os/arch: {info.os}/{info.arch}")
 
 

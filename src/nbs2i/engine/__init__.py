@@ -7,6 +7,8 @@ docker-py and its exceptions never leave this package.
 
 - `types`: the values that go in and come out, and their mapping from and to
   the engine's JSON;
+- `mapping`: nbs2i's specs as docker-py's arguments, for the engine that answers;
+- `manifests`: the manifest an engine keeps for an image, from its save;
 - `protocol`: the `Docker` Protocol;
 - `faults`: retries of transient faults (tenacity), and docker-py's and
   requests' exceptions said as `nbs2i.errors`;
@@ -36,6 +38,7 @@ from nbs2i.engine.types import (
     Mount,
     MountInfo,
     PortBinding,
+    Tmpfs,
     VolumeInfo,
 )
 
@@ -57,5 +60,6 @@ __all__ = [
     "Mount",
     "MountInfo",
     "PortBinding",
+    "Tmpfs",
     "VolumeInfo",
 ]

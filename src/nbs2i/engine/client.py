@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nbs2i.engine.connection import open_client
 from nbs2i.engine.faults import call, call_once, engine_exceptions, timed_out, translate
+from nbs2i.engine.mapping import create_args, filters, host_config, pull_params, push_params
 from nbs2i.engine.types import (
     BuildEvent,
     BuildSpec,
@@ -32,6 +33,7 @@ from nbs2i.engine.types import (
     ImageSummary,
     Json,
     VolumeInfo,
+    image_id,
     objects,
     path_kind,
     stream_digest,
@@ -44,14 +46,18 @@ if TYPE_CHECKING:
     import docker
 
 T = TypeVar("T")
+# podman's own API, beside its Docker-compatible one (any 4.x serves this prefix).
+LIBPOD_VERSION = "v4.0.0"
 
 
 class Engine:
     """A connected engine. Create one with `Engine.connect()`."""
 
-    def __init__(self, where: str, api: docker.APIClient) -> None:
+    def __init__(self, where: str, api: docker.APIClient, kind: str = "docker") -> None:
         self.where = where
+        self.kind = kind  # "docker" or "podman", as its ping said
         self._api = api
+        self._info: EngineInfo | None = None
 
     @classmethod
     def connect(cls, timeout: int = 120) -> Engine:
@@ -72,19 +78,67 @@ class Engine:
         return str(self._api.api_version)
 
     def describe(self) -> EngineInfo:
-        return EngineInfo.from_api(self._object(self._api.version), self._object(self._api.info))
+        """What answers; asked once per connection."""
+        if self._info is None:
+            version, info = self._object(self._api.version), self._object(self._api.info)
+            self._info = EngineInfo.from_api(version, info)
+        return self._info
+
+    @property
+    def keeps_manifests(self) -> bool:
+        """Whether the image store keeps manifests (see EngineInfo). podman's never
+        does, and is not asked: its /version and /info take 0.7 s, more than a
+        whole notebook-only build."""
+        return self.kind != "podman" and self.describe().keeps_manifests
 
     # -- images ---------------------------------------------------------
 
     def inspect_image(self, ref: str) -> ImageInfo:
         """The engine's view of an image; NotFound when absent."""
         try:
-            return ImageInfo.from_api(self._object(self._api.inspect_image, ref))
+            raw = self._object(self._api.inspect_image, ref)
+            if self.kind == "podman":
+                raw = self._with_healthcheck(raw)
+            return ImageInfo.from_api(raw)
         except NotFound as exc:
             raise NotFound(
                 f"image {ref} is not in the engine",
                 "build or pull it first, or check the name with `docker images`",
             ) from exc
+
+    def _with_healthcheck(self, raw: Json) -> Json:
+        """podman's Docker-compatible inspect leaves out the image's HEALTHCHECK;
+        its own API has it, beside the config rather than in it."""
+        config = raw.get("Config")
+        if not isinstance(config, Mapping) or config.get("Healthcheck"):
+            return raw
+        api: Any = self._api
+        bare = str(raw.get("Id") or "").removeprefix("sha256:")
+        url = f"{api.base_url}/{LIBPOD_VERSION}/libpod/images/{urllib.parse.quote(bare)}/json"
+        native = self._object(lambda: api._result(api._get(url), json=True))
+        healthcheck = native.get("Healthcheck")
+        if not isinstance(healthcheck, Mapping) or not healthcheck:
+            return raw
+        return {**raw, "Config": {**config, "Healthcheck": dict(healthcheck)}}
+
+    def image_manifest(self, ref: str) -> bytes:
+        """The manifest the engine keeps for the image (for its platform); b"" on a
+        store that keeps none (the classic store and podman name an image by its
+        config, and keep its layers by diff id)."""
+        if not self.keeps_manifests:
+            return b""
+        from nbs2i.engine.manifests import manifest_in_save
+
+        image = self.inspect_image(ref)
+        api: Any = self._api
+        response = self._call(api._get, api._url("/images/{0}/get", image.id), stream=True)
+        try:
+            call_once(api._raise_for_status, response, where=self.where)
+            return manifest_in_save(self._guard(response.iter_content(1 << 16)), image)
+        finally:
+            # Read up to the manifest's blob only: closing the connection stops
+            # the engine streaming the image's layers.
+            response.close()
 
     def image_exists(self, ref: str) -> bool:
         try:
@@ -94,9 +148,14 @@ class Engine:
         return True
 
     def pull(self, ref: str) -> None:
+        """Pull with the credentials of the usual Docker config; NotFound when the
+        engine could not, whether it says so by its status or in its stream."""
         repo, tag = split(ref)
         try:
-            self._call(self._api.pull, repo, tag=tag)
+            for event in self._events(self._call(self._pull_stream, repo, tag)):
+                error = stream_error(event)
+                if error:
+                    raise EngineError(error)
         except EngineError as exc:
             raise NotFound(
                 f"cannot pull {ref} ({exc.problem})",
@@ -108,7 +167,7 @@ class Engine:
         """Push with the credentials of the usual Docker config; the pushed digest."""
         repo, tag = split(ref)
         digest = ""
-        stream = self._call(self._api.push, repo, tag=tag, stream=True, decode=True)
+        stream = self._call(self._push_stream, repo, tag)
         for event in self._events(stream):
             error = stream_error(event)
             if error:
@@ -117,6 +176,35 @@ class Engine:
         if not digest:
             raise EngineError(f"pushing {ref} ended without a digest")
         return digest
+
+    def _pull_stream(self, repo: str, tag: str) -> Iterator[Json]:
+        """docker-py's pull, where this engine needs it (`pull_params`)."""
+        api: Any = self._api
+        path, params = pull_params(repo, tag, self.kind)
+        libpod = path.startswith("/libpod/")
+        url = f"{api.base_url}/{LIBPOD_VERSION}{path}" if libpod else api._url(path)
+        response = api._post(url, params=params, headers=self._auth(repo), stream=True)
+        api._raise_for_status(response)
+        stream: Iterator[Json] = api._stream_helper(response, decode=True)
+        return stream
+
+    def _push_stream(self, repo: str, tag: str) -> Iterator[Json]:
+        """docker-py's push, with the query this engine needs (`push_params`)."""
+        api: Any = self._api
+        params = push_params(repo, tag, self.kind)
+        url = api._url("/images/{0}/push", repo)
+        response = api._post_json(url, None, headers=self._auth(repo), stream=True, params=params)
+        api._raise_for_status(response)
+        stream: Iterator[Json] = api._stream_helper(response, decode=True)
+        return stream
+
+    def _auth(self, repo: str) -> dict[str, str | bytes]:
+        """The registry credentials header, from the usual Docker config, as
+        docker-py's pull and push send it."""
+        from docker import auth
+
+        header = auth.get_config_header(self._api, auth.resolve_repository_name(repo)[0])
+        return {"X-Registry-Auth": header} if header else {}
 
     def tag(self, image: str, ref: str) -> None:
         repo, tag = split(ref)
@@ -130,7 +218,7 @@ class Engine:
     def images(
         self, labels: Iterable[str] = (), dangling: bool | None = None
     ) -> list[ImageSummary]:
-        found = self._objects(self._api.images, filters=_filters(labels, dangling))
+        found = self._objects(self._api.images, filters=filters(labels, dangling))
         return [ImageSummary.from_api(i) for i in found]
 
     def history(self, ref: str) -> list[HistoryEntry]:
@@ -167,8 +255,8 @@ class Engine:
 
     def create_container(self, spec: ContainerSpec) -> str:
         """Create a container; its id."""
-        host = self._api.create_host_config(**_host_config(spec))
-        args = _create_args(spec)
+        host = self._api.create_host_config(**host_config(spec, self.kind))
+        args = create_args(spec)
         return _id(self._object(self._api.create_container, spec.image, host_config=host, **args))
 
     def start(self, container: str) -> None:
@@ -260,12 +348,15 @@ class Engine:
         return path_kind(response.headers.get("X-Docker-Container-Path-Stat", ""))
 
     def commit(self, container: str, ref: str, config: ImageConfig, message: str) -> str:
-        """Commit a container as image `ref` with exactly `config`; the image id."""
+        """Commit a container as image `ref`, asking for `config`; the image id.
+        What the image ends up with is the engine's merge (Docker adds the
+        container's variables and labels that `config` lacks; podman's Docker
+        API keeps the container's own): `nbs2i.building.commit` checks it."""
         repo, tag = split(ref)
         committed = self._object(
             self._api.commit, container, repo, tag, message=message, conf=config.to_api()
         )
-        return _id(committed)
+        return image_id(_id(committed))
 
     def inspect_container(self, container: str) -> ContainerInfo:
         return ContainerInfo.from_api(self._object(self._api.inspect_container, container))
@@ -288,7 +379,7 @@ class Engine:
                 raise
 
     def containers(self, labels: Iterable[str] = ()) -> list[ContainerSummary]:
-        found = self._objects(self._api.containers, all=True, filters=_filters(labels))
+        found = self._objects(self._api.containers, all=True, filters=filters(labels))
         return [ContainerSummary.from_api(c) for c in found]
 
     def exec(
@@ -339,7 +430,7 @@ class Engine:
             self._call(self._api.remove_volume, name, force=True)
 
     def volumes(self, labels: Iterable[str] = ()) -> list[VolumeInfo]:
-        found = objects(self._object(self._api.volumes, filters=_filters(labels)), "Volumes")
+        found = objects(self._object(self._api.volumes, filters=filters(labels)), "Volumes")
         return [VolumeInfo.from_api(v) for v in found]
 
     # -- where the engine's answers arrive ------------------------------
@@ -386,67 +477,3 @@ def _as_object(value: object) -> Json:
 
 def _id(created: Json) -> str:
     return str(created["Id"])
-
-
-def _filters(labels: Iterable[str], dangling: bool | None = None) -> dict[str, Any] | None:
-    """A listing's filters: the labels it must carry, dangling or not."""
-    filters: dict[str, Any] = {}
-    if labels:
-        filters["label"] = list(labels)
-    if dangling is not None:
-        filters["dangling"] = dangling
-    return filters or None
-
-
-def _host_config(spec: ContainerSpec) -> dict[str, Any]:
-    """docker-py's host config arguments for a spec (None: the engine's default)."""
-    binds = {
-        m.source: {
-            "bind": m.target,
-            "mode": ("ro" if m.read_only else "rw") + (",nocopy" if m.nocopy else ""),
-        }
-        for m in spec.mounts
-    }
-    bindings = {
-        p.container_port: (p.host_ip, p.host_port) if p.host_port else (p.host_ip,)
-        for p in spec.ports
-    }
-    return {
-        "binds": binds or None,
-        "tmpfs": dict(spec.tmpfs) or None,
-        "read_only": spec.read_only or None,
-        "cap_drop": list(spec.cap_drop) or None,
-        "security_opt": list(spec.security_opt) or None,
-        "port_bindings": bindings or None,
-        "network_mode": spec.network or None,
-        "log_config": _log_config(spec.log_limit),
-    }
-
-
-def _log_config(limit: int) -> dict[str, Any] | None:
-    """json-file with one file of at most `limit` bytes; Docker and Podman
-    (k8s-file) both take max-size."""
-    if not limit:
-        return None
-    return {"type": "json-file", "config": {"max-size": str(limit)}}
-
-
-def _create_args(spec: ContainerSpec) -> dict[str, Any]:
-    """docker-py's create_container arguments for a spec (but the host config)."""
-    command = None if spec.command is None else list(spec.command)
-    # docker-py drops an empty list; [""] is how the API clears an ENTRYPOINT.
-    entrypoint = None if spec.entrypoint is None else list(spec.entrypoint) or [""]
-    return {
-        "command": command,
-        "entrypoint": entrypoint,
-        "user": spec.user or None,
-        "environment": [f"{k}={v}" for k, v in spec.env.items()] or None,
-        "labels": dict(spec.labels),
-        "name": spec.name or None,
-        "working_dir": spec.working_dir or None,
-        "ports": [p.container_port for p in spec.ports] or None,
-        "network_disabled": spec.network == "none",
-        # docker-py sets StdinOnce only for a container it does not detach.
-        "stdin_open": spec.stdin,
-        "detach": not spec.stdin,
-    }

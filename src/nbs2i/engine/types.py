@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from nbs2i.errors import EngineError
 # An object as the engine sends it: the one place JSON is typed loosely.
 Json = Mapping[str, Any]
 
+# The line a push ends with: "TAG: digest: sha256:... size: N".
+_PUSHED = re.compile(r"(?:^|: )digest: (sha256:[0-9a-f]{64}) size: [0-9]+$")
 # How the engine lists an image that has no tag.
 _UNTAGGED = "<none>:<none>"
 # The /info DriverStatus entry of Docker's containerd image store (Docker 24+).
@@ -44,6 +47,26 @@ class Mount:
     # A new volume normally gets a copy of what the image has at target
     # (owner, mode, files); nocopy mounts it as empty as a platform's would be.
     nocopy: bool = False
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs at `target`, owned by root with `mode`, empty on every engine (a
+    platform's emptyDir is): podman would otherwise copy what the image has at
+    that path into it."""
+
+    target: str
+    mode: int = 0o1777
+    size: int = 0  # bytes; 0: the engine's default
+    exec: bool = False  # Docker's default for a tmpfs is noexec; a volume is not
+
+    def options(self) -> str:
+        """Its mount options as Docker's `--tmpfs` and HostConfig.Tmpfs spell them."""
+        found = ["rw", "nosuid", "nodev", "exec" if self.exec else "noexec"]
+        found.append(f"mode={self.mode:04o}")
+        if self.size:
+            found.append(f"size={self.size}")
+        return ",".join(found)
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,7 @@ class ContainerSpec:
     name: str = ""
     working_dir: str = ""
     mounts: tuple[Mount, ...] = ()
-    tmpfs: Mapping[str, str] = field(default_factory=dict)  # path -> mount options
+    tmpfs: tuple[Tmpfs, ...] = ()
     read_only: bool = False
     cap_drop: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
@@ -166,7 +189,7 @@ class ImageInfo:
     @classmethod
     def from_api(cls, raw: Json) -> ImageInfo:
         return cls(
-            id=_text(raw, "Id"),
+            id=image_id(_text(raw, "Id")),
             tags=_tags(raw),
             config=ImageConfig.from_api(_object(raw, "Config")),
             layers=_strings(_object(raw, "RootFS"), "Layers"),
@@ -185,7 +208,7 @@ class ImageSummary:
 
     @classmethod
     def from_api(cls, raw: Json) -> ImageSummary:
-        return cls(_text(raw, "Id"), _tags(raw), _labels(raw))
+        return cls(image_id(_text(raw, "Id")), _tags(raw), _labels(raw))
 
 
 @dataclass(frozen=True)
@@ -297,9 +320,9 @@ class BuildEvent:
         if error:
             return [cls(error=error)]
         found = []
-        image_id = _text(_object(raw, "aux"), "ID")
-        if image_id:
-            found.append(cls(image_id=image_id))
+        built = image_id(_text(_object(raw, "aux"), "ID"))
+        if built:
+            found.append(cls(image_id=built))
         if raw.get("stream"):
             found.append(cls(stream=_text(raw, "stream")))
         return found
@@ -316,6 +339,17 @@ class EngineInfo:
     os: str  # "linux"
     arch: str  # "amd64", as image platforms name it
 
+    @property
+    def keeps_manifests(self) -> bool:
+        """The store keeps each image's manifest, and names the image by its digest
+        (Docker's containerd image store); the others name it by its config's."""
+        return self.image_store == "containerd"
+
+    @property
+    def store(self) -> str:
+        """The image store in words."""
+        return store_words(self.kind, self.keeps_manifests, self.image_store)
+
     @classmethod
     def from_api(cls, version: Json, info: Json) -> EngineInfo:
         """From the answers to /version and /info."""
@@ -331,7 +365,27 @@ class EngineInfo:
         )
 
 
+def store_words(kind: str, keeps_manifests: bool, driver: str = "") -> str:
+    """An engine's image store in words: Docker's containerd image store, Docker's
+    classic one, or podman's (with the storage driver, when known)."""
+    if keeps_manifests:
+        return "Docker's containerd image store"
+    named = f" ({driver})" if driver else ""
+    return (
+        f"podman's image store{named}"
+        if kind == "podman"
+        else f"Docker's classic image store{named}"
+    )
+
+
 # -- readers of the engine's JSON ----------------------------------------------------
+
+
+def image_id(text: str) -> str:
+    """An image id as Docker writes it, `sha256:<hex>`: podman's commit (and its
+    libpod answers) give the bare hex, so that a short id would not be a prefix."""
+    bare = len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return f"sha256:{text}" if bare else text
 
 
 def stream_error(raw: Json) -> str:
@@ -343,8 +397,14 @@ def stream_error(raw: Json) -> str:
 
 
 def stream_digest(raw: Json) -> str:
-    """The digest a push reports when it is done, or ""."""
-    return _text(_object(raw, "aux"), "Digest")
+    """The digest a push reports when it is done, or "": Docker's classic store
+    says it in an `aux` object too, the containerd store and podman only in the
+    line "TAG: digest: sha256:... size: N"."""
+    said = _text(_object(raw, "aux"), "Digest")
+    if said:
+        return said
+    found = _PUSHED.search(_text(raw, "status"))
+    return found.group(1) if found else ""
 
 
 def path_kind(stat_header: str) -> str:

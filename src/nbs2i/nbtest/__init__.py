@@ -105,16 +105,12 @@ def _start(
     from nbs2i.verify.static import image_home, workspace
 
     home = image_home(info.config)
-    mount = None
-    if restricted.can_mount_home(home):
-        name = engine.create_volume(
-            name=owned_name(labels.ROLE_NOTEBOOK_TEST),
-            labels=box.labels,
-            driver_opts=restricted.EMPTY_VOLUME_OPTIONS,
-        )
-        mount = restricted.empty_volume(box.leftovers.volume(name), home)
     spec = restricted.container_spec(
-        image, uid=uid, home=mount, labels=box.labels, name=owned_name(labels.ROLE_NOTEBOOK_TEST)
+        image,
+        uid=uid,
+        empty_home=home if restricted.can_mount_home(home) else "",
+        labels=box.labels,
+        name=owned_name(labels.ROLE_NOTEBOOK_TEST),
     )
     command = driver_command(workspace(info.config), options)
     cid = box.leftovers.container(engine.create_container(replace(spec, command=command, ports=())))
@@ -181,7 +177,7 @@ def run_notebooks(
         ending = _follow(engine, cid, options, reading, report)
     finally:
         with interrupts.deferred():
-            report(Event("step", "removing the container and volume nbs2i test created"))
+            report(Event("step", "removing the container nbs2i test created"))
             box.sweep()
     judge_plan(image, reading, ending, options)
     missing, why = missing_result(ending, reading, options)

@@ -18,11 +18,11 @@ for reading the Docker config and the CA files.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbs2i.errors import RegistryError, UsageError
+from nbs2i.reference import hostname, is_loopback
 
 # Docker Hub's names: the one references use, and the host its API answers on.
 DOCKER_HUB = "docker.io"
@@ -31,7 +31,6 @@ CERTS_DIR = Path("/etc/docker/certs.d")
 # Seconds to connect, and to wait for an answer once a request is sent.
 CONNECT_SECONDS = 10.0
 READ_SECONDS = 120.0
-_LOOPBACK_NAMES = ("localhost",)
 LOGIN_FIX = "log in with `docker login {host}` (nbs2i reads DOCKER_CONFIG or ~/.docker/config.json)"
 
 
@@ -66,23 +65,6 @@ def check(access: Access) -> None:
 def api_host(host: str) -> str:
     """The host a registry's API answers on (Docker Hub's differs from its name)."""
     return DOCKER_HUB_API if host in (DOCKER_HUB, f"index.{DOCKER_HUB}") else host
-
-
-def hostname(host: str) -> str:
-    """HOST without its port; an IPv6 address without its brackets."""
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
-
-
-def is_loopback(host: str) -> bool:
-    name = hostname(host)
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def plain_http_allowed(host: str, access: Access) -> bool:

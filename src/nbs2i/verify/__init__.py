@@ -77,7 +77,7 @@ class _Sandbox(Sandbox):
 
     def close(self, scan: Future[FileFacts] | None, report: Reporter) -> None:
         with interrupts.deferred():
-            report(Event("step", "removing the containers and volumes verify created"))
+            report(Event("step", "removing the containers verify created"))
             self.sweep()
             if scan is not None and not scan.done():
                 # Interrupted mid-scan: its container is gone, so it ends

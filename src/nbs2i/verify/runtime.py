@@ -9,12 +9,12 @@ no-new-privileges, the port on 127.0.0.1 only. They differ in HOME:
   here (e.g. "Read-only file system: '/home/jovyan/.local'").
 - "volume on HOME": an empty volume, root-owned with group 0 write, mounted
   on the image's HOME, as zero-to-jupyterhub and OpenShift mount a student's
-  storage. An image that cannot live with an empty HOME breaks here.
+  storage (a bounded tmpfs: `restricted.empty_volume`). An image that cannot
+  live with an empty HOME breaks here.
 
 Each run gives one `Part` per runtime check; `checks.combine` turns the two
 into the check's result, so an image must work both ways to pass. The
-containers and volumes are remembered in a `cleanup.Leftovers` that the
-caller removes.
+containers are remembered in a `cleanup.Leftovers` that the caller removes.
 """
 
 from __future__ import annotations
@@ -133,12 +133,8 @@ def _start(
     labels: Mapping[str, str],
 ) -> str:
     """The container, started; with an empty volume on volume_on unless it is ""."""
-    home = None
-    if volume_on:
-        name = engine.create_volume(labels=labels, driver_opts=restricted.EMPTY_VOLUME_OPTIONS)
-        home = restricted.empty_volume(leftovers.volume(name), volume_on)
     spec = restricted.container_spec(
-        image, uid=options.uid, container_port=options.port, home=home, labels=labels
+        image, uid=options.uid, container_port=options.port, empty_home=volume_on, labels=labels
     )
     cid = leftovers.container(engine.create_container(spec))
     engine.start(cid)
