@@ -321,14 +321,7 @@ def deps_layer(containers: Containers, deps: DepsStep, source: Source, reporter:
         base, plan.assemble.path, labels.ROLE_DEPS, build_env={PHASE_VAR: "deps"}
     )
     if deps.whole_source:
-        stream = tar_stream(
-            source.root,
-            uid=plan.uid,
-            epoch=source.epoch,
-            prefix="src",
-            excludes=plan.request.excludes,
-            extra=plan.scripts.uploads(),
-        )
+        stream = _whole_source(plan, source)
     else:
         files = [TarFile(f"src/{rel}", data=data) for rel, data in deps.files]
         stream = files_tar(
@@ -338,6 +331,18 @@ def deps_layer(containers: Containers, deps: DepsStep, source: Source, reporter:
     containers.run(cid, plan.assemble.path, reporter, "dependency install")
     commit(engine, cid, deps.tag, deps.config, "nbs2i dependency layer")
     containers.leftovers.drop(cid)
+
+
+def _whole_source(plan: BuildPlan, source: Source) -> Iterator[bytes]:
+    """The source under src/, with the scripts assemble runs, as the container gets it."""
+    return tar_stream(
+        source.root,
+        uid=plan.uid,
+        epoch=source.epoch,
+        prefix="src",
+        excludes=plan.request.excludes,
+        extra=plan.scripts.uploads(),
+    )
 
 
 # -- the notebooks ------------------------------------------------------------------
@@ -358,15 +363,7 @@ def assemble_image(
             cid = containers.create(plan.base, plan.assemble.path, labels.ROLE_ASSEMBLE)
     dest = plan.scripts.destination
     reporter(Event("step", f"Streaming the source into {dest}/src"))
-    stream = tar_stream(
-        source.root,
-        uid=plan.uid,
-        epoch=source.epoch,
-        prefix="src",
-        excludes=plan.request.excludes,
-        extra=plan.scripts.uploads(),
-    )
-    engine.put_archive(cid, dest, stream)
+    engine.put_archive(cid, dest, _whole_source(plan, source))
     reporter(Event("step", f"Running assemble as user {plan.user}"))
     containers.run(cid, plan.assemble.path, reporter, "assemble")
     return cid, used

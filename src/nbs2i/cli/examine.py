@@ -8,14 +8,47 @@ image could not be examined."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from nbs2i import defaults, interrupts, restricted
 from nbs2i.cli import output, values
 from nbs2i.cli.group import cli
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def _uid_option(help: str) -> Callable[[_Command], _Command]:
+    return click.option(
+        "--uid",
+        default=restricted.RANDOM_UID,
+        show_default=True,
+        metavar=f"{restricted.RANDOM_UID}|N",
+        help=help,
+    )
+
+
+def _report_options(label_help: str) -> Callable[[_Command], _Command]:
+    """The options every report takes: its format, labels, quiet."""
+
+    def add(command: _Command) -> _Command:
+        command = click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")(
+            command
+        )
+        command = click.option("--label", multiple=True, metavar="K=V", help=label_help)(command)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(defaults.REPORT_FORMATS),
+            default=defaults.REPORT_FORMAT,
+            show_default=True,
+            help="Output on stdout.",
+        )(command)
+
+    return add
 
 
 @dataclass(frozen=True)
@@ -33,13 +66,7 @@ class VerifyArgs:
 
 @cli.command("verify")
 @click.argument("image")
-@click.option(
-    "--uid",
-    default=restricted.RANDOM_UID,
-    show_default=True,
-    metavar=f"{restricted.RANDOM_UID}|N",
-    help="UID for the runtime checks (GID is always 0).",
-)
+@_uid_option("UID for the runtime checks (GID is always 0).")
 @click.option("--no-runtime", is_flag=True, help="Static checks only: never start the image.")
 @click.option(
     "--port",
@@ -55,16 +82,7 @@ class VerifyArgs:
     show_default=True,
     help="Seconds it gets to answer, in each runtime setup.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(defaults.REPORT_FORMATS),
-    default=defaults.REPORT_FORMAT,
-    show_default=True,
-    help="Output on stdout.",
-)
-@click.option("--label", multiple=True, metavar="K=V", help="Label what verify starts; repeatable.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+@_report_options("Label what verify starts; repeatable.")
 def verify_cmd(image: str, **given: Any) -> None:
     """Check that IMAGE is ready for a restricted platform: exit 0 when no
     check fails, 1 when one does, 2 when IMAGE cannot be examined."""
@@ -130,23 +148,8 @@ class TestArgs:
     show_default=True,
     help="Seconds the whole run may take.",
 )
-@click.option(
-    "--uid",
-    default=restricted.RANDOM_UID,
-    show_default=True,
-    metavar=f"{restricted.RANDOM_UID}|N",
-    help="UID to run as (GID is always 0).",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(defaults.REPORT_FORMATS),
-    default=defaults.REPORT_FORMAT,
-    show_default=True,
-    help="Output on stdout.",
-)
-@click.option("--label", multiple=True, metavar="K=V", help="Label what it starts; repeatable.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+@_uid_option("UID to run as (GID is always 0).")
+@_report_options("Label what it starts; repeatable.")
 def nbtest_cmd(image: str, patterns: tuple[str, ...], **given: Any) -> None:
     """Run the course's notebooks in IMAGE as a student's server would: exit 0
     when all pass, 1 when one fails, times out or cannot start, 2 when IMAGE
