@@ -142,12 +142,12 @@ def scratch() -> Tmpfs:
 
 
 def empty_volume(target: str) -> Tmpfs:
-    """A fresh volume on target, as EMPTY_HOME_* describe it: a bounded tmpfs
-    (every engine mounts one alike; podman refuses a size for a volume), which
-    a student's files may be run from, as from a volume."""
+    """A fresh volume on target, as EMPTY_HOME_* describe it: bounded, on
+    tmpfs (podman refuses a size for a volume of its own), which a student's
+    files may be run from, as from a volume."""
     from nbs2i.engine import Tmpfs
 
-    return Tmpfs(target, EMPTY_HOME_MODE, EMPTY_HOME_SIZE, exec=True)
+    return Tmpfs(target, EMPTY_HOME_MODE, EMPTY_HOME_SIZE, exec=True, volume=True)
 
 
 def can_mount_home(home: str) -> bool:

@@ -248,3 +248,25 @@ def test_a_tmpfs_is_mounted_empty_on_every_engine() -> None:
         "/home/jovyan": home.options(),
     }
     assert host_config(ContainerSpec("img"), podman)["tmpfs"] is None
+
+
+def test_a_fresh_volume_has_its_own_mode_on_every_engine() -> None:
+    # Docker's runtime gives a tmpfs the mode of the image's directory at its
+    # path: there a fresh volume is a tmpfs-backed anonymous volume, labelled.
+    home = Tmpfs("/home/jovyan", 0o775, 512 << 20, exec=True, volume=True)
+    spec = ContainerSpec("img", labels={"nbs2i.owner": "t"}, tmpfs=(Tmpfs("/tmp"), home))
+    on_docker = host_config(spec, "docker")
+    assert on_docker["tmpfs"] == {"/tmp": "rw,nosuid,nodev,noexec,mode=1777"}
+    (mount,) = on_docker["mounts"]
+    assert mount["Target"] == "/home/jovyan" and mount["Type"] == "volume"
+    options = mount["VolumeOptions"]
+    assert options["NoCopy"] and options["Labels"] == {"nbs2i.owner": "t"}
+    assert options["DriverConfig"]["Options"] == {
+        "type": "tmpfs",
+        "device": "tmpfs",
+        "o": "rw,nosuid,nodev,exec,mode=0775,size=536870912",
+    }
+    # podman refuses a size for a volume; it keeps a tmpfs's mode when not copying up.
+    on_podman = host_config(spec, "podman")
+    assert on_podman["mounts"] is None
+    assert on_podman["tmpfs"]["/home/jovyan"].endswith("mode=0775,size=536870912,notmpcopyup")

@@ -1,11 +1,12 @@
 """nbs2i's specs as docker-py's arguments, written once, for the engine that
 answers: where engines read the same request differently, the difference is
-made up here (podman fills a tmpfs with the image's files unless told not to).
+made up here (podman fills a tmpfs with the image's files unless told not to;
+Docker's runtime gives a tmpfs the mode of the image's directory).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nbs2i.engine.types import ContainerSpec, Tmpfs
@@ -39,9 +40,11 @@ def host_config(spec: ContainerSpec, kind: str) -> dict[str, Any]:
         p.container_port: (p.host_ip, p.host_port) if p.host_port else (p.host_ip,)
         for p in spec.ports
     }
+    volumes = [t for t in spec.tmpfs if t.volume and kind != "podman"]
     return {
         "binds": binds or None,
-        "tmpfs": {t.target: tmpfs_options(t, kind) for t in spec.tmpfs} or None,
+        "mounts": [tmpfs_volume(t, spec.labels) for t in volumes] or None,
+        "tmpfs": {t.target: tmpfs_options(t, kind) for t in spec.tmpfs if t not in volumes} or None,
         "read_only": spec.read_only or None,
         "cap_drop": list(spec.cap_drop) or None,
         "security_opt": list(spec.security_opt) or None,
@@ -80,6 +83,24 @@ def tmpfs_options(tmpfs: Tmpfs, kind: str) -> str:
     """A tmpfs's options as this engine must be told them to mount it empty."""
     options = tmpfs.options()
     return f"{options},{_NO_COPY_UP}" if kind == "podman" else options
+
+
+def tmpfs_volume(tmpfs: Tmpfs, labels: Mapping[str, str]) -> dict[str, Any]:
+    """A fresh volume on Docker: anonymous (removed with its container, which
+    nbs2i removes with its volumes), on tmpfs, never filled from the image,
+    labelled as the container is, for `nbs2i prune`."""
+    return {
+        "Target": tmpfs.target,
+        "Type": "volume",
+        "VolumeOptions": {
+            "NoCopy": True,
+            "Labels": dict(labels),
+            "DriverConfig": {
+                "Name": "local",
+                "Options": {"type": "tmpfs", "device": "tmpfs", "o": tmpfs.options()},
+            },
+        },
+    }
 
 
 def _log_config(limit: int) -> dict[str, Any] | None:

@@ -53,12 +53,18 @@ class Mount:
 class Tmpfs:
     """A tmpfs at `target`, owned by root with `mode`, empty on every engine (a
     platform's emptyDir is): podman would otherwise copy what the image has at
-    that path into it."""
+    that path into it.
+
+    `volume`: it stands for a fresh volume, whose mode is `mode` whatever the
+    image has at that path. Docker's runtime gives a plain tmpfs the mode of
+    the image's directory instead; there it is a tmpfs-backed anonymous
+    volume, removed with its container."""
 
     target: str
     mode: int = 0o1777
     size: int = 0  # bytes; 0: the engine's default
     exec: bool = False  # Docker's default for a tmpfs is noexec; a volume is not
+    volume: bool = False
 
     def options(self) -> str:
         """Its mount options as Docker's `--tmpfs` and HostConfig.Tmpfs spell them."""
