@@ -115,7 +115,7 @@ test-engines: venv base-image registry
 demo: venv base-image
 	bash scripts/demo $(DEMO_TAG)
 
-BENCHMARKS := build clone builder archive_memory run hub nbtest ci
+BENCHMARKS := build clone builder archive_memory run hub nbtest ci engines
 
 bench: venv base-image registry
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done

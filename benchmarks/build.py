@@ -241,6 +241,17 @@ def peak_memory(work: Path, builder: str, tags: list[str]) -> dict[str, float]:
     return peaks
 
 
+def present_builder(given: str) -> str:
+    """The builder to measure with (default: nbs2i's default builder), built
+    first when the engine lacks it."""
+    from nbs2i.building import default_builder
+
+    builder = given or default_builder()
+    if not image_id(builder):
+        run([NBS2I, "builder", "build", "--tag", builder, "-q"])
+    return builder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builder", default="")
@@ -248,11 +259,7 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
-    from nbs2i.building import default_builder
-
-    builder = opts.builder or default_builder()
-    if not image_id(builder):
-        run([NBS2I, "builder", "build", "--tag", builder, "-q"])
+    builder = present_builder(opts.builder)
     tags: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
     try:

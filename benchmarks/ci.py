@@ -43,10 +43,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tests.support import ci, registry  # noqa: E402
 from tests.support.gitrepo import git  # noqa: E402
 
+from build import present_builder  # noqa: E402
 from nbs2i.engine import Engine  # noqa: E402
 
 SAMPLES = ROOT / "sample-notebooks"
@@ -155,11 +157,12 @@ def median(values: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--builder", default="nbs2i-dev/builder:base")
+    parser.add_argument("--builder", default="")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cold-runs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    options.builder = present_builder(options.builder)
     work = Path(tempfile.mkdtemp(prefix="nbs2i-bench-ci-"))
     course = work / "course"
     shutil.copytree(SAMPLES, course)

@@ -17,7 +17,7 @@ The same measurements as benchmarks/build.py, whose functions this runs with
 DOCKER_HOST pointed at each engine in turn. The builder is moved into an
 engine that lacks it with `docker save | docker load`.
 
-    .venv/bin/python benchmarks/engines.py --builder IMAGE [--runs 7] [--cold-runs 3]
+    .venv/bin/python benchmarks/engines.py [--builder IMAGE] [--runs 7] [--cold-runs 3]
         [--engines host,docker-containerd,podman] [--json]
 """
 
@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import dependencies, image_id, notebooks_only
+from build import dependencies, notebooks_only, present_builder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ROOT / "scripts" / "engines"
@@ -106,15 +106,14 @@ def on_engine(kind: str, builder: str, runs: int, cold_runs: int) -> dict[str, o
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--builder", required=True)
+    parser.add_argument("--builder", default="")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--engines", default=",".join((HOST, *OTHERS)))
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     kinds = [k for k in opts.engines.split(",") if k]
-    if not image_id(opts.builder):
-        raise SystemExit(f"{opts.builder} is not in the host's engine: build it first")
+    opts.builder = present_builder(opts.builder)
     started = start([k for k in kinds if k != HOST])
     report: dict[str, object] = {"builder": opts.builder}
     try:
