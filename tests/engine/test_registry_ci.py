@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,18 +197,21 @@ def test_a_push_killed_midway_leaves_the_tag_where_it_was(
     git(course, "add", "-A")
     git(course, "commit", "-q", "-m", "a large data file")
     args = setting.args(f"file://{course}", "c1")
-    process = subprocess.Popen(
-        command(*args),
-        env=environment(setting.no_engine),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert _wait_for_upload(setting.registry.root, process), "no upload started"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait(timeout=30)
+    # A SIGKILL leaves nbs2i's temporary layer behind (`nbs2i prune` finds
+    # it): it goes into a directory of the test's, removed with it.
+    with tempfile.TemporaryDirectory(prefix="nbs2i-test-kill-") as tmp:
+        process = subprocess.Popen(
+            command(*args),
+            env=environment({**setting.no_engine, "TMPDIR": tmp}),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert _wait_for_upload(setting.registry.root, process), "no upload started"
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait(timeout=30)
     assert setting.registry.manifest_digest("course/lectures", "c1") == before
 
 
