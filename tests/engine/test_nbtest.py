@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +25,11 @@ from nbs2i.nbtest import START_GRACE
 from nbs2i.nbtest.driver import RECORD_PREFIX
 from nbs2i.restricted import http_request
 from tests.support import registry
-from tests.support.cli import Result, Running, interrupt, nbs2i
+from tests.support.cli import Result, nbs2i
 from tests.support.images import build_dockerfile, build_notebooks
-from tests.support.leftovers import assert_nothing_left
+from tests.support.leftovers import assert_a_signal_leaves_nothing, assert_nothing_left
 from tests.support.notebooks import R, notebook, write_course
-from tests.support.poll import until
-from tests.support.session import SESSION_ID, label_args, tag
+from tests.support.session import SESSION_ID, case_label, label_args, tag
 from tests.support.tracker import Tracker
 
 # Each notebook's limit: a kernel takes seconds to start on a busy machine.
@@ -84,11 +82,6 @@ COURSE = {
     ".ipynb_checkpoints/good-checkpoint.ipynb": notebook("raise SystemExit('a checkpoint ran')"),
     "drafts/notyet.ipynb": notebook("raise ValueError('a draft ran')"),
 }
-
-
-def case_label() -> str:
-    """A label unique to one test, to find what that test alone left behind."""
-    return f"nbs2i.test.case={uuid.uuid4().hex[:10]}"
 
 
 @dataclass(frozen=True)
@@ -218,22 +211,9 @@ def test_an_r_notebook_runs_on_the_r_builder(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_removes_everything(engine: Engine, course_image: str, signum: int) -> None:
-    selector = case_label()
-    args = ("test", course_image, "slow.ipynb", "--timeout", "600", *label_args())
-    running = Running(*args, "--label", selector)
-    try:
-        started = until(
-            lambda: [c for c in engine.containers(labels=[selector]) if c.running],
-            timeout=60,
-            what="the notebooks' container running",
-        )
-        assert all(c.labels.get(labels.ROLE) == labels.ROLE_NOTEBOOK_TEST for c in started)
-        result = interrupt(running, signum)
-    finally:
-        running.finish(timeout=30)
-    assert result.code == 130, result.stderr
-    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
-    assert_nothing_left(engine, selector)
+    args = ["test", course_image, "slow.ipynb", "--timeout", "600", *label_args()]
+    role = labels.ROLE_NOTEBOOK_TEST
+    assert_a_signal_leaves_nothing(engine, args, case_label(), role, signum, 60)
 
 
 # -- a hostile image: its "driver" prints what it likes --------------------------------

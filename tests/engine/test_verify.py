@@ -20,9 +20,9 @@ from nbs2i.verify.checks import CATALOGUE, Status, VerifyReport
 from nbs2i.verify.runtime import SETUPS
 from tests.support.cli import Running, interrupt, nbs2i
 from tests.support.images import build_dockerfile, derived
-from tests.support.leftovers import assert_nothing_left
+from tests.support.leftovers import assert_a_signal_leaves_nothing, assert_nothing_left
 from tests.support.poll import until
-from tests.support.session import LABELS, label_args, tag
+from tests.support.session import LABELS, case_label, label_args, tag
 from tests.support.tracker import Tracker
 
 OPTIONS = VerifyOptions(labels=LABELS, start_timeout=90)
@@ -31,11 +31,6 @@ BASE = "debian:bookworm-slim"
 
 def not_passed(report: VerifyReport) -> list[str]:
     return [f"{c.id}={c.status.value}: {c.evidence}" for c in report.checks if c.status != "pass"]
-
-
-def case_label() -> str:
-    """A label unique to one test, to find what that test alone left behind."""
-    return f"nbs2i.test.case={uuid.uuid4().hex[:10]}"
 
 
 def test_builder_passes_every_check(engine: Engine, builder_image: str) -> None:
@@ -165,22 +160,8 @@ def test_cli_missing_image_is_exit_2_one_line() -> None:
     "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.matrix), signal.SIGHUP]
 )
 def test_a_signal_removes_everything(engine: Engine, builder_image: str, signum: int) -> None:
-    selector = case_label()
-    running = Running("verify", builder_image, *label_args(), "--label", selector)
-    try:
-        # Wait (bounded) until the runtime container is up, then signal.
-        started = until(
-            lambda: [c for c in engine.containers(labels=[selector]) if c.running],
-            timeout=90,
-            what="verify's runtime container running",
-        )
-        assert all(c.labels.get(labels.ROLE) == labels.ROLE_VERIFY for c in started)
-        result = interrupt(running, signum)
-    finally:
-        running.finish(timeout=30)
-    assert result.code == 130, result.stderr
-    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
-    assert_nothing_left(engine, selector)
+    args = ["verify", builder_image, *label_args()]
+    assert_a_signal_leaves_nothing(engine, args, case_label(), labels.ROLE_VERIFY, signum, 90)
 
 
 def test_a_second_signal_during_clean_up_leaves_nothing(engine: Engine, builder_image: str) -> None:

@@ -16,9 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbs2i import labels
 from nbs2i.engine import Docker
 from tests.support import docker_api
-from tests.support.cli import Result
+from tests.support.cli import Result, Running, interrupt
+from tests.support.poll import until
 from tests.support.session import SESSION_FILTER
 
 # Temp directories nbs2i creates (clones of sources, build contexts).
@@ -69,6 +71,28 @@ def assert_nothing_left(
 ) -> None:
     left = find(engine, selector, temp_before)
     assert left.empty, f"left behind: {left}"
+
+
+def assert_a_signal_leaves_nothing(
+    engine: Docker, args: list[str], selector: str, role: str, signum: int, timeout: float
+) -> None:
+    """`nbs2i ARGS... --label SELECTOR`, signalled once its container (labelled
+    with `role`) runs: exit 130, one line saying so, nothing of it left."""
+    running = Running(*args, "--label", selector)
+    try:
+        # Wait (bounded) until the container is up, then signal.
+        started = until(
+            lambda: [c for c in engine.containers(labels=[selector]) if c.running],
+            timeout=timeout,
+            what=f"{args[0]}'s container running",
+        )
+        assert all(c.labels.get(labels.ROLE) == role for c in started)
+        result = interrupt(running, signum)
+    finally:
+        running.finish(timeout=30)
+    assert result.code == 130, result.stderr
+    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert_nothing_left(engine, selector)
 
 
 # `nbs2i prune` as a user runs it, removing only the containers and volumes

@@ -20,3 +20,8 @@ def label_args(option: str = "--label") -> list[str]:
 def tag(name: str) -> str:
     """An image reference private to this run."""
     return f"nbs2i-test/{name}:{SESSION_ID}"
+
+
+def case_label() -> str:
+    """A label unique to one test, to find what that test alone left behind."""
+    return f"nbs2i.test.case={uuid.uuid4().hex[:10]}"

@@ -13,33 +13,16 @@ from pathlib import Path
 import pytest
 
 from nbs2i import labels
-from nbs2i.builder import shipped_assemble_digest
 from nbs2i.building import build
 from nbs2i.building.commit import commit
-from nbs2i.building.request import BuildRequest
-from nbs2i.engine import ContainerSpec, EngineInfo, ImageConfig
+from nbs2i.engine import ContainerSpec, EngineInfo
 from nbs2i.engine.types import store_words
 from nbs2i.errors import BuildError
 from tests.support.builds import Events
+from tests.support.fake_builds import BUILDER, BUILDER_CONFIG, request
 from tests.support.fake_engine import FakeEngine
 
-BUILDER = "nbs2i/builder:test"
-CONFIG = ImageConfig(
-    user="1001",
-    entrypoint=("tini", "-g", "--"),
-    cmd=("/usr/libexec/s2i/run",),
-    env={"NOTEBOOK_DIR": "/opt/app-root/src"},
-    labels={
-        labels.SCRIPTS_URL: "image:///usr/libexec/s2i",
-        labels.DESTINATION: "/tmp",
-        labels.OCI_TITLE: labels.BUILDER_TITLE,
-        labels.ASSEMBLE_DIGEST: shipped_assemble_digest(),
-        labels.NOTEBOOK_DIRS: (
-            "/opt 0:0 0755;/opt/app-root 1001:0 0775;/opt/app-root/src 1001:0 0775"
-        ),
-    },
-    healthcheck={"Test": ["CMD", "true"], "Interval": 10_000_000_000},
-)
+CONFIG = replace(BUILDER_CONFIG, healthcheck={"Test": ["CMD", "true"], "Interval": 10_000_000_000})
 CLASSIC = EngineInfo("docker", "20.10.24", "1.41", "overlay2", "linux", "amd64")
 CONTAINERD = EngineInfo("docker", "28.5.2", "1.51", "containerd", "linux", "amd64")
 PODMAN = EngineInfo("podman", "4.3.1", "1.41", "overlay", "linux", "amd64")
@@ -64,10 +47,6 @@ def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     src.mkdir()
     (src / "a.ipynb").write_text("{}")
     return src
-
-
-def request(src: Path, **changes: object) -> BuildRequest:
-    return replace(BuildRequest(source=str(src), tag="class/w1:1", builder=BUILDER), **changes)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -3,37 +3,20 @@ fake engine (the real one cannot be made to fail on demand)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from nbs2i import labels
-from nbs2i.builder import shipped_assemble_digest
 from nbs2i.building import build
 from nbs2i.building.assemble import GUARD_SCRIPT
-from nbs2i.building.request import BuildRequest, Injection
-from nbs2i.engine import ImageConfig
+from nbs2i.building.request import Injection
 from nbs2i.errors import BuildError, EngineError
 from tests.support.builds import Events
+from tests.support.fake_builds import BUILDER, BUILDER_CONFIG, request
 from tests.support.fake_engine import FakeEngine
 
-BUILDER = "nbs2i/builder:test"
-CONFIG = ImageConfig(
-    user="1001",
-    entrypoint=("tini", "-g", "--"),
-    cmd=("/usr/libexec/s2i/run",),
-    env={"NOTEBOOK_DIR": "/opt/app-root/src"},
-    labels={
-        labels.SCRIPTS_URL: "image:///usr/libexec/s2i",
-        labels.DESTINATION: "/tmp",
-        labels.OCI_TITLE: labels.BUILDER_TITLE,
-        labels.ASSEMBLE_DIGEST: shipped_assemble_digest(),
-        labels.NOTEBOOK_DIRS: (
-            "/opt 0:0 0755;/opt/app-root 1001:0 0775;/opt/app-root/src 1001:0 0775"
-        ),
-    },
-)
+CONFIG = BUILDER_CONFIG
 
 
 @pytest.fixture
@@ -49,10 +32,6 @@ def course(tmp_path: Path) -> Path:
     src.mkdir()
     (src / "a.ipynb").write_text("{}")
     return src
-
-
-def request(src: Path, **changes: object) -> BuildRequest:
-    return replace(BuildRequest(source=str(src), tag="class/w1:1", builder=BUILDER), **changes)  # type: ignore[arg-type]
 
 
 def test_notebooks_only_write_a_layer_and_create_no_container(
